@@ -1,0 +1,84 @@
+"""A persistent cache of chat replies, so a re-run or a resumed run pays only for what is missing.
+
+Replies are written as they arrive (one SQLite row each, WAL mode), so a run killed half way keeps
+every answer it received. The key covers everything that changes a reply: the server URL, the model
+id, every generation parameter and the full messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from .client import ChatClient, ChatResponse, Endpoint, Message
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    created REAL NOT NULL DEFAULT (julianday('now'))
+)"""
+
+
+def cache_key(endpoint: Endpoint, messages: list[Message]) -> str:
+    payload = json.dumps({"endpoint": endpoint.identity(), "messages": messages}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ReplyCache:
+    """SQLite store of replies keyed by request; safe for threads and for several processes."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "replies.sqlite"
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            self._local.conn = conn
+        return conn
+
+    def get(self, key: str) -> ChatResponse | None:
+        row = self._conn().execute("SELECT response FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return replace(ChatResponse(**json.loads(row[0])), cached=True)
+
+    def put(self, key: str, response: ChatResponse) -> None:
+        with self._conn() as conn:  # commits at once: a killed run keeps this reply
+            conn.execute(
+                "INSERT OR REPLACE INTO replies (key, response) VALUES (?, ?)",
+                (key, json.dumps(asdict(replace(response, cached=False)))),
+            )
+
+
+class CachedClient:
+    """A ChatClient that answers from the cache when it can and stores what the server says.
+
+    Args:
+        refresh: ignore stored replies (but store the new ones).
+    """
+
+    def __init__(
+        self, inner: ChatClient, endpoint: Endpoint, cache: ReplyCache, refresh: bool = False
+    ) -> None:
+        self.inner = inner
+        self.endpoint = endpoint
+        self.cache = cache
+        self.refresh = refresh
+
+    def complete(self, messages: list[Message]) -> ChatResponse:
+        key = cache_key(self.endpoint, messages)
+        if not self.refresh and (hit := self.cache.get(key)) is not None:
+            return hit
+        response = self.inner.complete(messages)
+        self.cache.put(key, response)
+        return response

@@ -1,0 +1,176 @@
+"""Datasets from files, turned into typed samples once, at the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+SUFFIXES = (".csv", ".json", ".jsonl", ".parquet")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation row: the question, the expected answer and optional retrieval context."""
+
+    id: str
+    input: str
+    target: str | None = None
+    context: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which file columns hold the input, the target and the context."""
+
+    input: str = "inputs"
+    target: str = "ground_truth"
+    context: str = "context"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples read from one file, with what identifies the file's content."""
+
+    path: Path
+    samples: tuple[Sample, ...]
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def has_targets(self) -> bool:
+        return any(s.target for s in self.samples)
+
+    @property
+    def has_context(self) -> bool:
+        return any(s.context for s in self.samples)
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"Data file {path}: unsupported file type {suffix or '(none)'!r}. "
+            f"Use one of {', '.join(SUFFIXES)}."
+        )
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"Data file {path} does not exist. Check the --data path.") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"Data file {path} is not valid UTF-8 (byte {exc.start}): save it as UTF-8 and retry."
+        ) from None
+    except OSError as exc:
+        raise DataError(f"Data file {path} cannot be read: {exc}.") from None
+    except Exception as exc:  # pyarrow's errors have no common base worth importing here
+        raise DataError(f"Data file {path} is not a readable Parquet file: {exc}.") from None
+    if suffix == ".csv":
+        import csv
+        import io
+
+        text = text.removeprefix("\ufeff")  # Excel writes a BOM
+        try:
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise DataError(f"Data file {path} is not valid CSV: {exc}.") from None
+    if suffix == ".jsonl":
+        records = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"Data file {path}, line {line_no}: not valid JSON ({exc.msg}). "
+                    "Each line of a .jsonl file must be one JSON object."
+                ) from None
+        return records
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"Data file {path}, line {exc.lineno}: not valid JSON ({exc.msg})."
+        ) from None
+    if not isinstance(loaded, list):
+        raise DataError(
+            f"Data file {path}: a .json file must hold a list of records "
+            '([{"inputs": ..., "ground_truth": ...}, ...]).'
+        )
+    return loaded
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):  # NaN from Parquet
+        return None
+    if isinstance(value, list):  # a context given as a list of passages
+        return "\n\n".join(str(v) for v in value if v is not None) or None
+    text = str(value).strip()
+    return text or None
+
+
+def load_dataset(
+    path: Path,
+    columns: Columns = Columns(),
+    need_target: bool = True,
+    need_context: bool = False,
+) -> Dataset:
+    """Read a CSV, JSON, JSONL or Parquet file into samples, or raise DataError naming the fault.
+
+    Args:
+        need_target: every row must have a ground truth (a judge compares against it).
+        need_context: every row must have a context (a judge grades against it).
+    """
+    path = Path(path)
+    records = _read_records(path)
+    if not records:
+        raise DataError(f"Data file {path} has no rows.")
+    present = set().union(*(r.keys() for r in records if isinstance(r, dict)))
+    required = [(columns.input, "--input-col", "the question")]
+    if need_target:
+        required.append((columns.target, "--target-col", "the expected answer"))
+    if need_context:
+        required.append((columns.context, "--context-col", "the retrieval context"))
+    for column, flag, what in required:
+        if column not in present:
+            raise DataError(
+                f"Data file {path} has no column {column!r} ({what}); its columns are "
+                f"{sorted(present)}. Rename the column or map it with {flag}."
+            )
+    samples = []
+    for index, record in enumerate(records):
+        row = index + 1  # 1-based, as a person counts data rows (CSV header excluded)
+        if not isinstance(record, dict):
+            raise DataError(f"Data file {path}, row {row}: expected an object, got {record!r}.")
+        values = {c: _text(record.get(c)) for c in (columns.input, columns.target, columns.context)}
+        for column, _flag, what in required:
+            if values[column] is None:
+                raise DataError(
+                    f"Data file {path}, row {row}, column {column!r}: empty ({what} is "
+                    "required). Fill it in or remove the row."
+                )
+        used = {columns.input, columns.target, columns.context}
+        samples.append(
+            Sample(
+                id=str(record.get("id") or row),
+                input=values[columns.input],
+                target=values[columns.target],
+                context=values[columns.context],
+                metadata={k: v for k, v in record.items() if k not in used and k != "id"},
+            )
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Dataset(path=path, samples=tuple(samples), digest=digest)

@@ -1,0 +1,65 @@
+"""Expected faults and the exit codes they map to.
+
+An `EvalError` is a fault the user can fix (bad input, nothing listening, a gate not met): the
+entry script prints its one-paragraph message and exits with its code, without a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1  # a bug: Python prints the traceback
+EXIT_CANNOT_RUN = 2  # bad config, data or judges file; a server that does not answer
+EXIT_ROWS_FAILED = 3  # the run completed and was logged, but some rows failed after retries
+EXIT_GATE_FAILED = 4  # a --fail-under threshold was not met (everything was logged first)
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was answered so far is kept in the cache
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}    success
+  {EXIT_UNEXPECTED}    unexpected error (a bug: please report the traceback)
+  {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server that does not answer
+  {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table)
+  {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); answers received so far are cached for the next run"""
+
+
+class EvalError(Exception):
+    """A fault with a message for the user and the process exit code it maps to."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(EvalError, ValueError):
+    """A flag, environment variable or config file value is invalid."""
+
+
+class DataError(EvalError, ValueError):
+    """The dataset cannot be read or a row is invalid; the message names file, row and column."""
+
+
+class PreflightError(EvalError):
+    """A server the run needs does not answer, or does not serve what the run asks for."""
+
+
+class StackError(EvalError):
+    """An embedded server could not be started."""
+
+
+class ServerError(EvalError):
+    """A server refused a request in a way retrying cannot fix (auth, bad request)."""
+
+
+class RowsFailed(EvalError):
+    """Some rows failed after retries; everything else was logged."""
+
+    exit_code = EXIT_ROWS_FAILED
+
+
+class GateFailed(EvalError):
+    """A --fail-under threshold was not met; everything was logged."""
+
+    exit_code = EXIT_GATE_FAILED

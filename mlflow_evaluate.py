@@ -1,0 +1,40 @@
+"""Evaluate a local LLM with LLM-as-a-judge metrics in MLflow (see README.md).
+
+    pipenv run python mlflow_evaluate.py [--help]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from localeval.errors import EXIT_INTERRUPTED, EXIT_OK, EvalError, RowsFailed
+
+
+def main(argv: list[str] | None = None) -> int:
+    from localeval.config import resolve
+
+    try:
+        config = resolve(argv)
+        from localeval.report import format_outcome
+        from localeval.runner import run
+
+        outcome = run(config)
+        print(format_outcome(outcome))
+        if outcome.failed_rows:
+            raise RowsFailed(
+                f"{outcome.failed_rows} row(s) failed after retries; the run was logged with "
+                "them marked failed. Re-run the same command to retry only those rows (answers "
+                "received are cached)."
+            )
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: servers we started were stopped; answers received so far are cached.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
