@@ -1,17 +1,26 @@
 """Evaluate a local LLM with LLM-as-a-judge metrics in MLflow (see README.md).
 
-    pipenv run python mlflow_evaluate.py [--help]
+pipenv run python mlflow_evaluate.py [--help]
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from localeval.errors import EXIT_INTERRUPTED, EXIT_OK, EvalError, RowsFailed
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so the servers we started are stopped (the default handler would not).
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from localeval.config import resolve
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     try:
         config = resolve(argv)
@@ -30,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: servers we started were stopped; answers received so far are cached.",
-              file=sys.stderr)
+        print(
+            "interrupted: servers we started were stopped; answers received so far are cached.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return EXIT_OK
 

@@ -53,7 +53,9 @@ def make_client(endpoint: Endpoint, runtime: Runtime) -> ChatClient:
     """The chat client for an endpoint, behind the reply cache when one is configured."""
     client: ChatClient = OpenAIChatClient(endpoint, runtime.timeout_s, runtime.max_retries)
     if runtime.cache_dir is not None:
-        client = CachedClient(client, endpoint, ReplyCache(Path(runtime.cache_dir)), runtime.refresh)
+        client = CachedClient(
+            client, endpoint, ReplyCache(Path(runtime.cache_dir)), runtime.refresh
+        )
     return client
 
 
@@ -74,14 +76,30 @@ class LocalChatModel(mlflow.pyfunc.PythonModel):
             try:
                 reply = client.complete([system, {"role": "user", "content": str(question)}])
             except CallFailed as exc:
-                return {ANSWER: "", "candidate_error": exc.reason, "latency_s": None,
-                        "prompt_tokens": None, "completion_tokens": None, "cached": False}
-            return {ANSWER: reply.text, "candidate_error": "", "latency_s": reply.latency_s,
-                    "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens, "cached": reply.cached}
+                return {
+                    ANSWER: "",
+                    "candidate_error": exc.reason,
+                    "latency_s": None,
+                    "prompt_tokens": None,
+                    "completion_tokens": None,
+                    "cached": False,
+                }
+            return {
+                ANSWER: reply.text,
+                "candidate_error": "",
+                "latency_s": reply.latency_s,
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
+                "cached": reply.cached,
+            }
 
-        rows = map_ordered(answer, list(model_input["inputs"]), self.runtime.concurrency,
-                           desc=f"answers ({self.settings.model})", quiet=self.runtime.quiet)
+        rows = map_ordered(
+            answer,
+            list(model_input["inputs"]),
+            self.runtime.concurrency,
+            desc=f"answers ({self.settings.model})",
+            quiet=self.runtime.quiet,
+        )
         return pd.DataFrame(rows, columns=[ANSWER, *OUTPUT_COLUMNS])
 
 
@@ -91,13 +109,16 @@ def signature() -> Any:
 
     return ModelSignature(
         inputs=Schema([ColSpec("string", "inputs")]),
-        outputs=Schema([
-            ColSpec("string", ANSWER), ColSpec("string", "candidate_error"),
-            ColSpec("double", "latency_s", required=False),
-            ColSpec("long", "prompt_tokens", required=False),
-            ColSpec("long", "completion_tokens", required=False),
-            ColSpec("boolean", "cached"),
-        ]),
+        outputs=Schema(
+            [
+                ColSpec("string", ANSWER),
+                ColSpec("string", "candidate_error"),
+                ColSpec("double", "latency_s", required=False),
+                ColSpec("long", "prompt_tokens", required=False),
+                ColSpec("long", "completion_tokens", required=False),
+                ColSpec("boolean", "cached"),
+            ]
+        ),
     )
 
 

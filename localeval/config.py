@@ -135,57 +135,187 @@ def _bool(text: str | bool) -> bool:
 
 
 OPTIONS = (
-    _Option("data", "--data", "dataset file (.csv, .json, .jsonl, .parquet)", defaults.DATA, Path,
-            env="EVAL_DATA", metavar="PATH"),
-    _Option("model", "--model", "candidate model id, repeatable; ID@URL gives it its own server",
-            defaults.MODEL, env="EVAL_MODEL", repeat=True, metavar="ID"),
-    _Option("base_url", "--base-url", "OpenAI-compatible base URL of the candidate server",
-            defaults.BASE_URL, env="OPENAI_BASE_URL", metavar="URL"),
-    _Option("system_prompt", "--system-prompt", "system prompt sent before each question",
-            defaults.SYSTEM_PROMPT, metavar="TEXT"),
-    _Option("temperature", "--temperature", "candidate sampling temperature", defaults.TEMPERATURE,
-            _temperature),
-    _Option("max_tokens", "--max-tokens", "candidate answer limit, sent as max_tokens",
-            defaults.MAX_TOKENS, _positive_int, metavar="N"),
-    _Option("gateway_url", "--gateway-url", "MLflow AI Gateway URL", defaults.GATEWAY_URL,
-            env="MLFLOW_DEPLOYMENTS_TARGET", metavar="URL"),
-    _Option("gateway_config", "--gateway-config", "gateway config for a gateway we start",
-            defaults.GATEWAY_CONFIG, Path, metavar="PATH"),
-    _Option("judge", "--judge", "judge metric, repeatable or comma-separated; NAME@ENDPOINT "
-            "routes it to another gateway endpoint", ",".join(defaults.JUDGES), repeat=True,
-            metavar="NAME"),
-    _Option("judge_endpoint", "--judge-endpoint", "gateway endpoint for judges without @ENDPOINT",
-            defaults.JUDGE_ENDPOINT, metavar="NAME"),
-    _Option("judge_temperature", "--judge-temperature", "judge sampling temperature",
-            defaults.JUDGE_TEMPERATURE, _temperature),
-    _Option("judge_max_tokens", "--judge-max-tokens", "judge reply limit, sent as max_tokens",
-            defaults.JUDGE_MAX_TOKENS, _positive_int, metavar="N"),
-    _Option("tracking_uri", "--tracking-uri", "MLflow tracking URI (default: sqlite:///"
-            f"{defaults.TRACKING_DB} in the working folder)", None, env="MLFLOW_TRACKING_URI",
-            metavar="URI"),
-    _Option("experiment", "--experiment", "MLflow experiment name", defaults.EXPERIMENT,
-            env="MLFLOW_EXPERIMENT_NAME", metavar="NAME"),
-    _Option("stack", "--stack", "auto: use what answers, start what is missing; external: start "
-            "nothing; embedded: start our own llama.cpp server and gateway", defaults.STACK, _stack),
-    _Option("concurrency", "--concurrency", "parallel LLM calls", defaults.CONCURRENCY,
-            _positive_int, metavar="N"),
-    _Option("timeout", "--timeout", "seconds to wait for one LLM reply", defaults.TIMEOUT_S,
-            _positive_float, metavar="S"),
-    _Option("max_retries", "--max-retries", "retries of a failed LLM call (connection, timeout, "
-            "429, 5xx)", defaults.MAX_RETRIES, _non_negative_int, metavar="N"),
-    _Option("cache_dir", "--cache-dir", "where replies are cached", Path(defaults.CACHE_DIR), Path,
-            env="EVAL_CACHE_DIR", metavar="PATH"),
-    _Option("no_cache", "--no-cache", "neither read nor write the cache", False, _bool,
-            switch=True),
-    _Option("refresh", "--refresh", "ignore cached replies (new replies are still stored)", False,
-            _bool, switch=True),
+    _Option(
+        "data",
+        "--data",
+        "dataset file (.csv, .json, .jsonl, .parquet)",
+        defaults.DATA,
+        Path,
+        env="EVAL_DATA",
+        metavar="PATH",
+    ),
+    _Option(
+        "model",
+        "--model",
+        "candidate model id, repeatable; ID@URL gives it its own server",
+        defaults.MODEL,
+        env="EVAL_MODEL",
+        repeat=True,
+        metavar="ID",
+    ),
+    _Option(
+        "base_url",
+        "--base-url",
+        "OpenAI-compatible base URL of the candidate server",
+        defaults.BASE_URL,
+        env="OPENAI_BASE_URL",
+        metavar="URL",
+    ),
+    _Option(
+        "system_prompt",
+        "--system-prompt",
+        "system prompt sent before each question",
+        defaults.SYSTEM_PROMPT,
+        metavar="TEXT",
+    ),
+    _Option(
+        "temperature",
+        "--temperature",
+        "candidate sampling temperature",
+        defaults.TEMPERATURE,
+        _temperature,
+    ),
+    _Option(
+        "max_tokens",
+        "--max-tokens",
+        "candidate answer limit, sent as max_tokens",
+        defaults.MAX_TOKENS,
+        _positive_int,
+        metavar="N",
+    ),
+    _Option(
+        "gateway_url",
+        "--gateway-url",
+        "MLflow AI Gateway URL",
+        defaults.GATEWAY_URL,
+        env="MLFLOW_DEPLOYMENTS_TARGET",
+        metavar="URL",
+    ),
+    _Option(
+        "gateway_config",
+        "--gateway-config",
+        "gateway config for a gateway we start",
+        defaults.GATEWAY_CONFIG,
+        Path,
+        metavar="PATH",
+    ),
+    _Option(
+        "judge",
+        "--judge",
+        "judge metric, repeatable or comma-separated; NAME@ENDPOINT "
+        "routes it to another gateway endpoint",
+        ",".join(defaults.JUDGES),
+        repeat=True,
+        metavar="NAME",
+    ),
+    _Option(
+        "judge_endpoint",
+        "--judge-endpoint",
+        "gateway endpoint for judges without @ENDPOINT",
+        defaults.JUDGE_ENDPOINT,
+        metavar="NAME",
+    ),
+    _Option(
+        "judge_temperature",
+        "--judge-temperature",
+        "judge sampling temperature",
+        defaults.JUDGE_TEMPERATURE,
+        _temperature,
+    ),
+    _Option(
+        "judge_max_tokens",
+        "--judge-max-tokens",
+        "judge reply limit, sent as max_tokens",
+        defaults.JUDGE_MAX_TOKENS,
+        _positive_int,
+        metavar="N",
+    ),
+    _Option(
+        "tracking_uri",
+        "--tracking-uri",
+        f"MLflow tracking URI (default: sqlite:///{defaults.TRACKING_DB} in the working folder)",
+        None,
+        env="MLFLOW_TRACKING_URI",
+        metavar="URI",
+    ),
+    _Option(
+        "experiment",
+        "--experiment",
+        "MLflow experiment name",
+        defaults.EXPERIMENT,
+        env="MLFLOW_EXPERIMENT_NAME",
+        metavar="NAME",
+    ),
+    _Option(
+        "stack",
+        "--stack",
+        "auto: use what answers, start what is missing; external: start "
+        "nothing; embedded: start our own llama.cpp server and gateway",
+        defaults.STACK,
+        _stack,
+    ),
+    _Option(
+        "concurrency",
+        "--concurrency",
+        "parallel LLM calls",
+        defaults.CONCURRENCY,
+        _positive_int,
+        metavar="N",
+    ),
+    _Option(
+        "timeout",
+        "--timeout",
+        "seconds to wait for one LLM reply",
+        defaults.TIMEOUT_S,
+        _positive_float,
+        metavar="S",
+    ),
+    _Option(
+        "max_retries",
+        "--max-retries",
+        "retries of a failed LLM call (connection, timeout, 429, 5xx)",
+        defaults.MAX_RETRIES,
+        _non_negative_int,
+        metavar="N",
+    ),
+    _Option(
+        "cache_dir",
+        "--cache-dir",
+        "where replies are cached",
+        Path(defaults.CACHE_DIR),
+        Path,
+        env="EVAL_CACHE_DIR",
+        metavar="PATH",
+    ),
+    _Option(
+        "no_cache", "--no-cache", "neither read nor write the cache", False, _bool, switch=True
+    ),
+    _Option(
+        "refresh",
+        "--refresh",
+        "ignore cached replies (new replies are still stored)",
+        False,
+        _bool,
+        switch=True,
+    ),
     _Option("quiet", "--quiet", "no progress bars", False, _bool, switch=True),
-    _Option("input_col", "--input-col", "data column holding the question", "inputs",
-            metavar="COL"),
-    _Option("target_col", "--target-col", "data column holding the expected answer",
-            "ground_truth", metavar="COL"),
-    _Option("context_col", "--context-col", "data column holding the retrieval context",
-            "context", metavar="COL"),
+    _Option(
+        "input_col", "--input-col", "data column holding the question", "inputs", metavar="COL"
+    ),
+    _Option(
+        "target_col",
+        "--target-col",
+        "data column holding the expected answer",
+        "ground_truth",
+        metavar="COL",
+    ),
+    _Option(
+        "context_col",
+        "--context-col",
+        "data column holding the retrieval context",
+        "context",
+        metavar="COL",
+    ),
 )
 
 
@@ -199,17 +329,33 @@ def build_parser() -> argparse.ArgumentParser:
         "servers).\n\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, metavar="PATH",
-                        help="YAML file holding any of the options below (keys as flag names)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="YAML file holding any of the options below (keys as flag names)",
+    )
     for opt in OPTIONS:
         env = f", env {opt.env}" if opt.env else ""
         help_text = f"{opt.help} (default: {opt.default}{env})"
         if opt.switch:
-            parser.add_argument(opt.flag, dest=opt.name, action="store_const", const=True,
-                                default=None, help=help_text)
+            parser.add_argument(
+                opt.flag,
+                dest=opt.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=help_text,
+            )
         else:
-            parser.add_argument(opt.flag, dest=opt.name, default=None, metavar=opt.metavar,
-                                action="append" if opt.repeat else "store", help=help_text)
+            parser.add_argument(
+                opt.flag,
+                dest=opt.name,
+                default=None,
+                metavar=opt.metavar,
+                action="append" if opt.repeat else "store",
+                help=help_text,
+            )
     return parser
 
 
@@ -258,7 +404,11 @@ def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None
         if cli is not None:
             raw, where, given_ = cli, f"flag {opt.flag}", True
         elif opt.name in from_file:
-            raw, where, given_ = from_file[opt.name], f"config file {args.config}, key {opt.name}", True
+            raw, where, given_ = (
+                from_file[opt.name],
+                f"config file {args.config}, key {opt.name}",
+                True,
+            )
         elif opt.env and environ.get(opt.env):
             raw, where, given_ = environ[opt.env], f"environment variable {opt.env}", True
         else:

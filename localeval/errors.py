@@ -16,7 +16,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C: what was answered so far is kept in the cache
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}    success
   {EXIT_UNEXPECTED}    unexpected error (a bug: please report the traceback)
-  {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server that does not answer
+  {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server
+         that does not answer
   {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table)
   {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); answers received so far are cached for the next run"""

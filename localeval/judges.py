@@ -69,12 +69,17 @@ def build_judge(spec: JudgeSpec, params: JudgeParams, runtime: Runtime) -> Any:
 
     args = _builtin(spec.name, spec.endpoint).genai_metric_args
     prompt = EvaluationModel(
-        args["name"], args["definition"], args["grading_prompt"], args["examples"],
-        args["model"], include_input=args["include_input"],
+        args["name"],
+        args["definition"],
+        args["grading_prompt"],
+        args["examples"],
+        args["model"],
+        include_input=args["include_input"],
     ).to_dict()["eval_prompt"]
     columns: list[str] = list(args["grading_context_columns"])
-    endpoint = Endpoint(params.gateway_url.rstrip("/") + "/v1", spec.endpoint,
-                        params.temperature, params.max_tokens)
+    endpoint = Endpoint(
+        params.gateway_url.rstrip("/") + "/v1", spec.endpoint, params.temperature, params.max_tokens
+    )
     client = make_client(endpoint, runtime)
 
     def grade_one(payload: str | None) -> Score:
@@ -86,20 +91,25 @@ def build_judge(spec: JudgeSpec, params: JudgeParams, runtime: Runtime) -> Any:
             return Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR)
         return parse_verdict(reply.text)
 
-    def eval_fn(predictions: Any, metrics: Any, inputs: Any, candidate_error: Any,
-                *context: Any) -> Any:
+    def eval_fn(
+        predictions: Any, metrics: Any, inputs: Any, candidate_error: Any, *context: Any
+    ) -> Any:
         values = {c: list(v) for c, v in zip(columns, context)}
         payloads = [
-            None if error else prompt.format(
-                input=(question if args["include_input"] else None), output=answer,
+            None
+            if error
+            else prompt.format(
+                input=(question if args["include_input"] else None),
+                output=answer,
                 grading_context_columns=_context_block(columns, values, i),
             )
             for i, (question, answer, error) in enumerate(
                 zip(list(inputs), list(predictions), list(candidate_error))
             )
         ]
-        scores = map_ordered(grade_one, payloads, runtime.concurrency,
-                             desc=f"judge {spec.name}", quiet=runtime.quiet)
+        scores = map_ordered(
+            grade_one, payloads, runtime.concurrency, desc=f"judge {spec.name}", quiet=runtime.quiet
+        )
         return MetricValue(
             scores=[s.value for s in scores],
             justifications=[_shown(s) for s in scores],
@@ -107,12 +117,17 @@ def build_judge(spec: JudgeSpec, params: JudgeParams, runtime: Runtime) -> Any:
         )
 
     eval_fn.__signature__ = Signature(  # type: ignore[attr-defined]
-        [Parameter(n, Parameter.POSITIONAL_OR_KEYWORD)
-         for n in ("predictions", "metrics", "inputs", "candidate_error", *columns)]
+        [
+            Parameter(n, Parameter.POSITIONAL_OR_KEYWORD)
+            for n in ("predictions", "metrics", "inputs", "candidate_error", *columns)
+        ]
     )
     return make_metric(
-        eval_fn=eval_fn, greater_is_better=args["greater_is_better"], name=spec.name,
-        version=args["version"], metric_details=str(prompt),
+        eval_fn=eval_fn,
+        greater_is_better=args["greater_is_better"],
+        name=spec.name,
+        version=args["version"],
+        metric_details=str(prompt),
     )
 
 

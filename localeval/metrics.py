@@ -18,8 +18,15 @@ def _usage_metric(column: str, greater_is_better: bool) -> Any:
     def eval_fn(predictions: Any, metrics: Any, column_values: Any) -> Any:
         values = [None if v is None or v != v else float(v) for v in column_values]
         present = np.array([v for v in values if v is not None], dtype=float)
-        aggregates = {"mean": float(present.mean()), "total": float(present.sum()),
-                      "p90": float(np.percentile(present, 90))} if len(present) else {}
+        aggregates = (
+            {
+                "mean": float(present.mean()),
+                "total": float(present.sum()),
+                "p90": float(np.percentile(present, 90)),
+            }
+            if len(present)
+            else {}
+        )
         return MetricValue(scores=values, aggregate_results=aggregates)
 
     # MLflow passes metric arguments by the parameter names: name the third after the column.
@@ -63,6 +70,8 @@ def offline_metrics(has_targets: bool) -> tuple[list[Any], list[str]]:
         _usage_metric("prompt_tokens", greater_is_better=False),
         _usage_metric("completion_tokens", greater_is_better=False),
     ]
-    skipped.append("token_count and toxicity skipped: they download files from a hub "
-                   "(token counts come from the server's usage instead)")
+    skipped.append(
+        "token_count and toxicity skipped: they download files from a hub "
+        "(token counts come from the server's usage instead)"
+    )
     return chosen, skipped

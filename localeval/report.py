@@ -19,15 +19,22 @@ def _fmt(value: Any) -> str:
 
 
 def _judge_names(table: Any) -> list[str]:
-    return [c.removesuffix("/score") for c in table.columns if c.endswith("/score")
-            and f"{c.removesuffix('/score')}/justification" in table.columns]
+    return [
+        c.removesuffix("/score")
+        for c in table.columns
+        if c.endswith("/score") and f"{c.removesuffix('/score')}/justification" in table.columns
+    ]
 
 
 def _wrap(label: str, text: Any, indent: int = 4) -> str:
     text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
     prefix = " " * indent + f"{label}: "
-    return textwrap.fill(" ".join(text.split()) or "—", WIDTH, initial_indent=prefix,
-                         subsequent_indent=" " * (len(prefix)))
+    return textwrap.fill(
+        " ".join(text.split()) or "—",
+        WIDTH,
+        initial_indent=prefix,
+        subsequent_indent=" " * (len(prefix)),
+    )
 
 
 def format_rows(result: ModelResult) -> str:
@@ -43,8 +50,11 @@ def format_rows(result: ModelResult) -> str:
             lines.append(_wrap("answer", row["answer"]))
         for judge in judges:
             score = row[f"{judge}/score"]
-            shown = "unscored" if score is None or (isinstance(score, float) and math.isnan(score)) \
+            shown = (
+                "unscored"
+                if score is None or (isinstance(score, float) and math.isnan(score))
                 else _fmt(float(score))
+            )
             text = str(row[f"{judge}/justification"] or "")
             if shown == "unscored" and len(text) > UNSCORED_SHOWN:
                 text = text[:UNSCORED_SHOWN] + " … (full reply in the MLflow run's eval table)"
@@ -59,8 +69,14 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def format_comparison(results: list[ModelResult]) -> str:
     """A model × metric table of the judges' means and the main heuristics."""
-    keys = sorted({k for r in results for k in r.metrics
-                   if k.endswith("/mean") or k.endswith("unscored_ratio")})
+    keys = sorted(
+        {
+            k
+            for r in results
+            for k in r.metrics
+            if k.endswith("/mean") or k.endswith("unscored_ratio")
+        }
+    )
     head = ["metric"] + [r.model.id for r in results]
     rows = [[k] + [_fmt(r.metrics.get(k, float("nan"))) for r in results] for k in keys]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]

@@ -70,8 +70,9 @@ def load_data(config: EvalConfig) -> Dataset:
 
     needed = set().union(*(needs(j.name) for j in config.judges)) if config.judges else set()
     columns = Columns(config.input_col, config.target_col, config.context_col)
-    return load_dataset(config.data, columns, need_target="targets" in needed,
-                        need_context="context" in needed)
+    return load_dataset(
+        config.data, columns, need_target="targets" in needed, need_context="context" in needed
+    )
 
 
 def _frame(dataset: Dataset) -> Any:
@@ -87,30 +88,46 @@ def _frame(dataset: Dataset) -> Any:
 
 def _runtime(config: EvalConfig) -> Runtime:
     return Runtime(
-        concurrency=config.concurrency, timeout_s=config.timeout, max_retries=config.max_retries,
+        concurrency=config.concurrency,
+        timeout_s=config.timeout,
+        max_retries=config.max_retries,
         cache_dir=None if config.no_cache else str(config.cache_dir.resolve()),
-        refresh=config.refresh, quiet=config.quiet,
+        refresh=config.refresh,
+        quiet=config.quiet,
     )
 
 
-def _evaluate_model(config: EvalConfig, spec: ModelSpec, dataset: Dataset, frame: Any,
-                    metrics: list[Any]) -> ModelResult:
+def _evaluate_model(
+    config: EvalConfig, spec: ModelSpec, dataset: Dataset, frame: Any, metrics: list[Any]
+) -> ModelResult:
     import mlflow
 
     from .candidate import log_candidate
 
     runtime = _runtime(config)
-    settings = CandidateSettings(spec.base_url, spec.id, config.system_prompt,
-                                 config.temperature, config.max_tokens)
+    settings = CandidateSettings(
+        spec.base_url, spec.id, config.system_prompt, config.temperature, config.max_tokens
+    )
     with mlflow.start_run(run_name=spec.id, nested=mlflow.active_run() is not None) as run:
-        mlflow.log_params({**config.loggable(), "model": spec.id, "base_url": spec.base_url,
-                           "dataset_name": dataset.name, "dataset_digest": dataset.digest,
-                           "dataset_rows": len(dataset.samples)})
+        mlflow.log_params(
+            {
+                **config.loggable(),
+                "model": spec.id,
+                "base_url": spec.base_url,
+                "dataset_name": dataset.name,
+                "dataset_digest": dataset.digest,
+                "dataset_rows": len(dataset.samples),
+            }
+        )
         info = log_candidate(settings, runtime)
         result = mlflow.evaluate(
-            info.model_uri, frame,
+            info.model_uri,
+            frame,
             targets="ground_truth" if dataset.has_targets else None,
-            predictions=ANSWER, model_type=None, evaluators="default", extra_metrics=metrics,
+            predictions=ANSWER,
+            model_type=None,
+            evaluators="default",
+            extra_metrics=metrics,
         )
         table = result.tables["eval_results_table"]
         failed = int((table["candidate_error"].fillna("") != "").sum())
@@ -145,11 +162,13 @@ def run(config: EvalConfig) -> Outcome:
         outcome = Outcome(config, dataset, tracking_uri, experiment.experiment_id, [], notes=notes)
         if len(config.models) == 1:
             outcome.results.append(
-                _evaluate_model(config, config.models[0], dataset, frame, metrics + judges))
+                _evaluate_model(config, config.models[0], dataset, frame, metrics + judges)
+            )
         else:
             with mlflow.start_run(run_name=f"compare {len(config.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
                 for spec in config.models:
                     outcome.results.append(
-                        _evaluate_model(config, spec, dataset, frame, metrics + judges))
+                        _evaluate_model(config, spec, dataset, frame, metrics + judges)
+                    )
         return outcome

@@ -38,7 +38,7 @@ def telemetry_off(env: dict[str, str]) -> dict[str, str]:
 
 
 def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local URLs only)
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
@@ -102,7 +102,11 @@ def _spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: P
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,  # its own process group, so stop() reaches every child
         )
     return Service(name=name, url=url, process=process, log_path=log_path)
@@ -136,37 +140,53 @@ def embedded_model_path() -> Path:
         ) from None
     target = gguf.default_output_path()
     # Hashing 250 MB on every run costs ~0.5 s; the assembled file's size is checked instead.
-    if target.exists() and target.stat().st_size == sum(p.stat().st_size for p in gguf.chunk_paths()):
+    if target.exists() and target.stat().st_size == sum(
+        p.stat().st_size for p in gguf.chunk_paths()
+    ):
         return target
     return gguf.assemble(target, overwrite=True)
 
 
-def start_llm_server(log_dir: Path, env: dict[str, str]) -> Service:
+def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Service:
     port = free_port()
     url = f"http://{LOOPBACK}:{port}/v1"
     argv = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(embedded_model_path()),
-        "--model_alias", defaults.EMBEDDED_MODEL_ID,
-        "--chat_format", defaults.EMBEDDED_CHAT_FORMAT,
-        "--n_ctx", str(defaults.EMBEDDED_N_CTX),
-        "--host", LOOPBACK, "--port", str(port),
-        "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(embedded_model_path()),
+        "--model_alias",
+        defaults.EMBEDDED_MODEL_ID,
+        "--chat_format",
+        defaults.EMBEDDED_CHAT_FORMAT,
+        "--n_ctx",
+        str(defaults.EMBEDDED_N_CTX),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--verbose",
+        "False",
     ]
     service = _spawn("llama.cpp server", url, argv, env, log_dir)
+    stack.callback(service.stop)  # before waiting: Ctrl-C or a failed start still stops it
     _wait_ready(service, lambda: list_models(url, timeout=1.0), defaults.READY_TIMEOUT_S)
     return service
 
 
-def render_gateway_config(source: Path, upstream: str | None, model_id: str | None,
-                          out_dir: Path) -> Path:
+def render_gateway_config(
+    source: Path, upstream: str | None, model_id: str | None, out_dir: Path
+) -> Path:
     """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
     import yaml
 
     try:
         config = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"Gateway config {source} does not exist. Check --gateway-config.") from None
+        raise ConfigError(
+            f"Gateway config {source} does not exist. Check --gateway-config."
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"Gateway config {source} is not valid YAML: {exc}.") from None
     if not isinstance(config, dict) or not isinstance(config.get("endpoints"), list):
@@ -175,7 +195,9 @@ def render_gateway_config(source: Path, upstream: str | None, model_id: str | No
         for index, endpoint in enumerate(config["endpoints"]):
             model = endpoint.get("model") if isinstance(endpoint, dict) else None
             if not isinstance(model, dict):
-                raise ConfigError(f"Gateway config {source}, endpoints[{index}]: no 'model:' mapping.")
+                raise ConfigError(
+                    f"Gateway config {source}, endpoints[{index}]: no 'model:' mapping."
+                )
             if model.get("provider") == "openai":
                 model.setdefault("config", {})["openai_api_base"] = upstream
                 model["name"] = model_id
@@ -184,15 +206,28 @@ def render_gateway_config(source: Path, upstream: str | None, model_id: str | No
     return out
 
 
-def start_gateway(config_path: Path, log_dir: Path, env: dict[str, str]) -> Service:
+def start_gateway(
+    config_path: Path, log_dir: Path, env: dict[str, str], stack: ExitStack
+) -> Service:
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     argv = [
-        sys.executable, "-m", "mlflow", "gateway", "start",
-        "--config-path", str(config_path), "--host", LOOPBACK, "--port", str(port),
-        "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "gateway",
+        "start",
+        "--config-path",
+        str(config_path),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     service = _spawn("MLflow AI Gateway", url, argv, env, log_dir)
+    stack.callback(service.stop)
     _wait_ready(service, lambda: list_gateway_endpoints(url, timeout=1.0), defaults.READY_TIMEOUT_S)
     return service
 
@@ -234,8 +269,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
                 f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
                 "model."
             )
-        service = start_llm_server(log_dir, env)
-        stack.callback(service.stop)
+        service = start_llm_server(log_dir, env, stack)
         embedded_url = service.url
         started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
         models = tuple(
@@ -252,8 +286,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         if embedded_url is not None:
             upstream, upstream_id = embedded_url, defaults.EMBEDDED_MODEL_ID
         rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
-        service = start_gateway(rendered, log_dir, env)
-        stack.callback(service.stop)
+        service = start_gateway(rendered, log_dir, env, stack)
         gateway_url = service.url
         target = f"judging with {upstream_id}" if upstream_id else f"from {config.gateway_config}"
         started.append(f"started {service.name} at {service.url} ({target})")

@@ -31,7 +31,8 @@ _FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL | re.IGNORECASE
 _OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
 # "score: 4", "**Score:** 4", "Score = 4/5", "score 4" at a line start (after markup).
 _SCORE_LINE = re.compile(
-    r"^[\s>*_#-]*score[\s*_]*[:=]?[\s*_]*(-?\d+(?:\.\d+)?)\s*(?:/\s*\d+)?", re.IGNORECASE | re.MULTILINE
+    r"^[\s>*_#-]*score[\s*_]*[:=]?[\s*_]*(-?\d+(?:\.\d+)?)\s*(?:/\s*\d+)?",
+    re.IGNORECASE | re.MULTILINE,
 )
 _JUSTIFICATION = re.compile(
     r"^[\s>*_#-]*(?:justification|reasoning|reason|explanation)[\s*_]*[:=][\s*_]*(.+)",
@@ -77,7 +78,7 @@ def parse_verdict(text: str | None, low: int = 1, high: int = 5) -> Score:
         if not matches:
             return Score(None, text.strip(), PARSE_FAILURE, text)
         score = float(matches[-1].group(1))
-        after = text[matches[-1].end():]
+        after = text[matches[-1].end() :]
         just = _JUSTIFICATION.search(after) or _JUSTIFICATION.search(text)
         justification = just.group(1).strip() if just else (after.strip() or text.strip())
     if score is None:

@@ -33,6 +33,7 @@ class FakeOpenAI:
 
     Args:
         models: ids listed by `GET /v1/models`.
+        gateway_endpoints: also play the gateway, listing these endpoints.
         reply: default reply for chat requests: text, a Fault, or a function of the request body.
         latency_s: sleep before answering each chat request.
     """
@@ -42,8 +43,12 @@ class FakeOpenAI:
         models: tuple[str, ...] = ("fake-model",),
         reply: Reply | Fault = "A fake answer.",
         latency_s: float = 0.0,
+        gateway_endpoints: dict[str, str] | None = None,
     ) -> None:
         self.models = list(models)
+        # When set, it also answers like an MLflow AI Gateway: GET /api/2.0/endpoints/ lists these
+        # (name -> endpoint_type) and chat calls name the endpoint in `model`.
+        self.gateway_endpoints = gateway_endpoints
         self.reply = reply
         self.latency_s = latency_s
         self.script: list[Reply | Fault] = []
@@ -58,6 +63,14 @@ class FakeOpenAI:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def calls_for(self, model: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r.get("model") == model]
 
     @property
     def chat_calls(self) -> int:
@@ -105,14 +118,19 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path.rstrip("/").endswith("/models"):
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/api/2.0/endpoints" and fake.gateway_endpoints:
+                    data = [
+                        {"name": n, "endpoint_type": t} for n, t in fake.gateway_endpoints.items()
+                    ]
+                    self._send(200, json.dumps({"endpoints": data}))
+                elif self.path.rstrip("/").endswith("/models"):
                     data = [{"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]
                     self._send(200, json.dumps({"object": "list", "data": data}))
                 else:
                     self._send(404, '{"error": {"message": "not found"}}')
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
                 if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -120,7 +138,7 @@ class FakeOpenAI:
                     return
                 body = json.loads(raw)
                 with fake._lock:
-                    fake.headers.append(dict(self.headers))
+                    fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = fake._next_reply(body)
                 if fake.latency_s:
                     time.sleep(fake.latency_s)
@@ -136,7 +154,9 @@ class FakeOpenAI:
                 if isinstance(reply, str):
                     reply = {"content": reply}
                 content = reply.get("content", "")
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+                prompt_tokens = sum(
+                    len(str(m.get("content", "")).split()) for m in body["messages"]
+                )
                 completion_tokens = len(content.split())
                 payload = {
                     "id": "chatcmpl-fake",

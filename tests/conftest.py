@@ -1,0 +1,69 @@
+"""Shared fixtures: the scripted fake server on loopback, a tracking store, and a runner."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fake_openai import FakeOpenAI  # noqa: E402
+
+VERDICT = "score: 4\njustification: The answer covers the main points of the target."
+
+
+def scripted(candidate: str = "A fake answer.", verdict: str = VERDICT) -> Any:
+    """A reply function: the judge endpoint `chat` gets `verdict`, the candidate gets `candidate`."""
+
+    def reply(body: dict[str, Any]) -> str:
+        return verdict if body.get("model") in ("chat", "chat2") else candidate
+
+    return reply
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """A fake that serves `fake-model` and also plays the gateway with a `chat` endpoint."""
+    with FakeOpenAI(
+        models=("fake-model",),
+        reply=scripted(),
+        gateway_endpoints={"chat": "llm/v1/chat", "chat2": "llm/v1/chat"},
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # One SQLite store per session: creating one runs MLflow's migrations (seconds).
+    return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+@pytest.fixture
+def run_args(fake: FakeOpenAI, tracking_uri: str, tmp_path: Path, request: Any) -> list[str]:
+    """Flags for an evaluation against the fake server, in a fresh experiment and cache."""
+    return [
+        "--stack", "external",
+        "--model", "fake-model",
+        "--base-url", fake.url,
+        "--gateway-url", fake.root,
+        "--tracking-uri", tracking_uri,
+        "--experiment", request.node.name,
+        "--cache-dir", str(tmp_path / "cache"),
+        "--max-retries", "0",
+        "--quiet",
+    ]  # fmt: skip
+
+
+def evaluate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the entry script in-process; returns (exit code, stdout, stderr)."""
+    from mlflow_evaluate import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -1,0 +1,96 @@
+"""The stack as a user meets it: the entry script as a subprocess, and the embedded servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+ENTRY = str(ROOT / "mlflow_evaluate.py")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the socket goes
+
+
+def _entry(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([sys.executable, ENTRY, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def test_help_lists_flags_and_exit_codes_without_importing_mlflow():
+    code = (
+        "import sys; sys.argv = ['mlflow_evaluate.py', '--help'];"
+        "import mlflow_evaluate as m\n"
+        "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('MLFLOW_IMPORTED' if 'mlflow' in sys.modules else 'LAZY')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    for flag in ("--data", "--model", "--base-url", "--system-prompt", "--temperature",
+                 "--max-tokens", "--gateway-url", "--gateway-config", "--judge-endpoint",
+                 "--tracking-uri", "--experiment", "--stack"):  # fmt: skip
+        assert flag in out.stdout
+    assert "exit codes:" in out.stdout and "could not run" in out.stdout
+    assert "Precedence: command-line flag > --config file" in out.stdout
+    assert out.stdout.strip().endswith("LAZY")  # --help stays fast: MLflow is imported lazily
+
+
+def test_external_stack_with_nothing_running_exits_2_with_a_paragraph(tmp_path):
+    port = _closed_port()
+    result = _entry(["--stack", "external", "--base-url", f"http://127.0.0.1:{port}/v1"], tmp_path)
+    assert result.returncode == 2
+    assert f"http://127.0.0.1:{port}/v1" in result.stderr
+    assert "LM Studio" in result.stderr and "--stack embedded" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was logged
+
+
+def test_bad_data_file_exits_2_naming_file_row_and_column(tmp_path):
+    data = tmp_path / "bad.csv"
+    data.write_text("inputs,ground_truth\nWhat is MLflow?,\n", encoding="utf-8")
+    result = _entry(["--stack", "external", "--data", str(data)], tmp_path)
+    assert result.returncode == 2
+    assert str(data) in result.stderr and "row 1" in result.stderr
+    assert "'ground_truth'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _listening(url: str) -> bool:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.slow
+def test_embedded_stack_end_to_end_logs_judge_metrics_and_stops_servers(tmp_path):
+    """The default main job, from a cold start, on the embedded llama.cpp server and gateway."""
+    result = _entry(["--stack", "embedded", "--max-tokens", "64", "--quiet"], tmp_path,
+                    timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    started = [line for line in result.stdout.splitlines() if line.startswith("started ")]
+    assert len(started) == 2, result.stdout
+    urls = [line.split(" at ")[1].split()[0] for line in started]
+    assert not any(_listening(url) for url in urls)  # no process we started is left listening
+
+    import mlflow
+
+    client = mlflow.MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
+    exp = client.get_experiment_by_name("local-llm-judge")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["model"] == "gemma-3-270m"
+    # The tiny judge's verdicts may not parse; the ratio is always logged, never a silent grade.
+    assert "answer_similarity/v1/unscored_ratio" in run.data.metrics
+    assert 0 < run.data.metrics["completion_tokens/mean"] <= 64  # max_tokens reached the server
+    path = client.download_artifacts(run.info.run_id, "eval_results_table.json")
+    table = json.loads(Path(path).read_text())
+    justification = table["columns"].index("answer_similarity/v1/justification")
+    assert all(row[justification] for row in table["data"])  # the judge's text is kept per row
