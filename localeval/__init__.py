@@ -8,7 +8,8 @@ the one transport the candidate and the judges share.
 from .config import EvalConfig, JudgeSpec, ModelSpec, resolve
 from .dataset import Columns, Dataset, Sample, load_dataset
 from .errors import EvalError
-from .verdict import Score, parse_verdict
+from .stats import bootstrap_ci, cohen_kappa_quadratic, krippendorff_alpha, paired_bootstrap
+from .verdict import Score, parse_json_verdict, parse_verdict
 
 __all__ = [
     "Columns",
@@ -19,7 +20,12 @@ __all__ = [
     "ModelSpec",
     "Sample",
     "Score",
+    "bootstrap_ci",
+    "cohen_kappa_quadratic",
+    "krippendorff_alpha",
     "load_dataset",
+    "paired_bootstrap",
+    "parse_json_verdict",
     "parse_verdict",
     "resolve",
 ]

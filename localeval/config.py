@@ -27,10 +27,24 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class JudgeSpec:
-    """A built-in judge by name and the gateway endpoint it is routed to."""
+    """A built-in judge by name, the gateway endpoint(s) it asks, and its own sampling."""
 
     name: str
-    endpoint: str
+    endpoints: tuple[str, ...]
+    temperature: float | None = None  # None: --judge-temperature
+    max_tokens: int | None = None  # None: --judge-max-tokens
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[0]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A --fail-under gate: the run fails when `metric` is below `value` (or missing)."""
+
+    metric: str
+    value: float
 
 
 @dataclass(frozen=True)
@@ -46,8 +60,13 @@ class EvalConfig:
     gateway_url: str
     gateway_config: Path
     judges: tuple[JudgeSpec, ...]
+    judge_endpoint: str
     judge_temperature: float
     judge_max_tokens: int
+    judges_file: Path | None
+    judge_format: str
+    judge_repeats: int
+    fail_under: tuple[Threshold, ...]
     tracking_uri: str | None
     experiment: str
     stack: str
@@ -61,6 +80,8 @@ class EvalConfig:
     input_col: str = "inputs"
     target_col: str = "ground_truth"
     context_col: str = "context"
+    report: Path | None = None  # --report: the HTML report, written here too
+    output: Path | None = None  # --output: per-row .jsonl/.csv, aggregates beside it
     extra: dict[str, Any] = field(default_factory=dict)
 
     def loggable(self) -> dict[str, Any]:
@@ -72,7 +93,9 @@ class EvalConfig:
             if key == "models":
                 value = ",".join(f"{m['id']}@{m['base_url']}" for m in value)
             elif key == "judges":
-                value = ",".join(f"{j['name']}@{j['endpoint']}" for j in value)
+                value = ",".join(f"{j['name']}@{'+'.join(j['endpoints'])}" for j in value)
+            elif key == "fail_under":
+                value = ",".join(f"{t['metric']}={t['value']}" for t in value)
             out[key] = str(value)
         return out
 
@@ -121,6 +144,20 @@ def _temperature(text: str) -> float:
 def _stack(text: str) -> str:
     if text not in defaults.STACK_CHOICES:
         raise ValueError(f"must be one of {', '.join(defaults.STACK_CHOICES)}")
+    return text
+
+
+def _output_path(text: str) -> Path:
+    from .export import row_format
+
+    path = Path(text)
+    row_format(path)
+    return path
+
+
+def _judge_format(text: str) -> str:
+    if text not in defaults.JUDGE_FORMATS:
+        raise ValueError(f"must be one of {', '.join(defaults.JUDGE_FORMATS)}")
     return text
 
 
@@ -202,11 +239,45 @@ OPTIONS = (
     _Option(
         "judge",
         "--judge",
-        "judge metric, repeatable or comma-separated; NAME@ENDPOINT "
-        "routes it to another gateway endpoint",
+        "judge metric, repeatable or comma-separated: answer_similarity, answer_correctness, "
+        "answer_relevance, relevance, faithfulness; NAME@EP routes it to gateway endpoint EP, "
+        "NAME@EP1+EP2 asks several judges",
         ",".join(defaults.JUDGES),
         repeat=True,
         metavar="NAME",
+    ),
+    _Option(
+        "judges_file",
+        "--judges-file",
+        "YAML file of custom judges (see examples/judges.yaml)",
+        None,
+        Path,
+        metavar="PATH",
+    ),
+    _Option(
+        "judge_format",
+        "--judge-format",
+        "text: MLflow's 'score:' reply; json: ask for a JSON verdict with response_format "
+        "json_object (falls back to text if the server refuses it)",
+        defaults.JUDGE_FORMAT,
+        _judge_format,
+    ),
+    _Option(
+        "judge_repeats",
+        "--judge-repeats",
+        "judge each row K times (self-consistency)",
+        defaults.JUDGE_REPEATS,
+        _positive_int,
+        metavar="K",
+    ),
+    _Option(
+        "fail_under",
+        "--fail-under",
+        "CI gate, repeatable: exit 4 when METRIC (e.g. answer_similarity/v1/mean, or "
+        ".../ci_low for the interval's lower bound) is below VALUE or missing",
+        None,
+        repeat=True,
+        metavar="METRIC=VALUE",
     ),
     _Option(
         "judge_endpoint",
@@ -245,6 +316,23 @@ OPTIONS = (
         defaults.EXPERIMENT,
         env="MLFLOW_EXPERIMENT_NAME",
         metavar="NAME",
+    ),
+    _Option(
+        "report",
+        "--report",
+        "also write the HTML report (logged with the run as report.html) to PATH",
+        None,
+        Path,
+        metavar="PATH",
+    ),
+    _Option(
+        "output",
+        "--output",
+        "write per-row results to PATH (.jsonl or .csv) and the aggregates beside it as "
+        "NAME.aggregates.json",
+        None,
+        _output_path,
+        metavar="PATH",
     ),
     _Option(
         "stack",
@@ -370,13 +458,15 @@ def _load_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}.") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"Config file {path} must be a mapping of option names to values.")
-    known = {o.name for o in OPTIONS}
+    known = {o.name for o in OPTIONS} | {"judges"}
     out = {}
     for key, value in loaded.items():
         name = str(key).replace("-", "_")
         if name == "models":
             name = "model"
-        if name == "judges":
+        if name == "judges" and not (
+            isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        ):
             name = "judge"
         if name not in known:
             raise ConfigError(
@@ -390,6 +480,47 @@ def _load_file(path: Path) -> dict[str, Any]:
 def _as_list(value: Any) -> list[str]:
     items = value if isinstance(value, list | tuple) else [value]
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def _endpoints(text: str, default: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split("+") if e.strip()) or (default,)
+
+
+def _thresholds(raw: Any) -> list[Threshold]:
+    out = []
+    for item in _as_list(raw):
+        metric, sep, value = item.rpartition("=")
+        if not sep or not metric.strip():
+            raise ValueError(f"{item!r} is not METRIC=VALUE")
+        try:
+            out.append(Threshold(metric.strip(), float(value)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not METRIC=VALUE with a number") from None
+    return out
+
+
+def _file_judges(items: list[dict[str, Any]], path: Path, default: str) -> list[JudgeSpec]:
+    """`judges:` in a config file as mappings: name, endpoint(s), temperature, max_tokens."""
+    out = []
+    for i, item in enumerate(items):
+        where = f"Config file {path}, key judges[{i}]"
+        unknown = set(item) - {"name", "endpoint", "endpoints", "temperature", "max_tokens"}
+        if unknown or not isinstance(item.get("name"), str):
+            raise ConfigError(
+                f"{where}: needs 'name' and may have endpoint(s), temperature, max_tokens "
+                f"(unknown keys: {sorted(unknown)})."
+            )
+        endpoints = item.get("endpoints") or item.get("endpoint") or default
+        endpoints = endpoints if isinstance(endpoints, list) else str(endpoints).split("+")
+        try:
+            temperature = item.get("temperature")
+            temperature = None if temperature is None else _temperature(str(temperature))
+            max_tokens = item.get("max_tokens")
+            max_tokens = None if max_tokens is None else _positive_int(str(max_tokens))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}.") from None
+        out.append(JudgeSpec(item["name"], tuple(map(str, endpoints)), temperature, max_tokens))
+    return out
 
 
 def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> EvalConfig:
@@ -417,7 +548,9 @@ def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None
         if given_:
             given.add(opt.name)
         try:
-            if opt.repeat:
+            if opt.name == "fail_under":
+                values[opt.name] = _thresholds(raw)
+            elif opt.repeat:
                 values[opt.name] = _as_list(raw)
             elif raw is None:
                 values[opt.name] = opt.default
@@ -433,8 +566,10 @@ def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None
         raise ConfigError(f"The same model id appears twice in --model: {values['model']}.")
     judges = []
     for item in _as_list(values["judge"]):
-        name, _, endpoint = item.partition("@")
-        judges.append(JudgeSpec(name=name, endpoint=endpoint or values["judge_endpoint"]))
+        name, _, endpoints = item.partition("@")
+        judges.append(JudgeSpec(name, _endpoints(endpoints, values["judge_endpoint"])))
+    if "judges" in from_file and "judge" not in given:
+        judges = _file_judges(from_file["judges"], args.config, values["judge_endpoint"])
     return EvalConfig(
         data=values["data"],
         models=tuple(models),
@@ -445,8 +580,13 @@ def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None
         gateway_url=values["gateway_url"].rstrip("/"),
         gateway_config=values["gateway_config"],
         judges=tuple(judges),
+        judge_endpoint=values["judge_endpoint"],
         judge_temperature=values["judge_temperature"],
         judge_max_tokens=values["judge_max_tokens"],
+        judges_file=values["judges_file"],
+        judge_format=values["judge_format"],
+        judge_repeats=values["judge_repeats"],
+        fail_under=tuple(values["fail_under"] or ()),
         tracking_uri=values["tracking_uri"],
         experiment=values["experiment"],
         stack=values["stack"],
@@ -460,4 +600,6 @@ def resolve(argv: list[str] | None = None, environ: dict[str, str] | None = None
         input_col=values["input_col"],
         target_col=values["target_col"],
         context_col=values["context_col"],
+        report=values["report"],
+        output=values["output"],
     )

@@ -127,35 +127,55 @@ def load_dataset(
     columns: Columns = Columns(),
     need_target: bool = True,
     need_context: bool = False,
+    need_extra: tuple[str, ...] = (),
+    needed_by: dict[str, str] | None = None,
 ) -> Dataset:
     """Read a CSV, JSON, JSONL or Parquet file into samples, or raise DataError naming the fault.
 
     Args:
         need_target: every row must have a ground truth (a judge compares against it).
         need_context: every row must have a context (a judge grades against it).
+        need_extra: other columns every row must fill (a custom judge's grading context).
+        needed_by: for the messages, which judges need a column ("context" -> "faithfulness").
     """
+    needed_by = needed_by or {}
     path = Path(path)
     records = _read_records(path)
     if not records:
         raise DataError(f"Data file {path} has no rows.")
     present = set().union(*(r.keys() for r in records if isinstance(r, dict)))
-    required = [(columns.input, "--input-col", "the question")]
+
+    def why(role: str, what: str) -> str:
+        return f"{what}, needed by {needed_by[role]}" if role in needed_by else what
+
+    required = [(columns.input, "map it with --input-col", "the question")]
     if need_target:
-        required.append((columns.target, "--target-col", "the expected answer"))
+        required.append(
+            (columns.target, "map it with --target-col", why("targets", "the expected answer"))
+        )
     if need_context:
-        required.append((columns.context, "--context-col", "the retrieval context"))
+        required.append(
+            (columns.context, "map it with --context-col", why("context", "the retrieval context"))
+        )
+    for extra in need_extra:
+        required.append(
+            (extra, "change the judge's grading_context_columns", why(extra, "grading context"))
+        )
     for column, flag, what in required:
         if column not in present:
             raise DataError(
                 f"Data file {path} has no column {column!r} ({what}); its columns are "
-                f"{sorted(present)}. Rename the column or map it with {flag}."
+                f"{sorted(present)}. Rename the column or {flag}."
             )
     samples = []
     for index, record in enumerate(records):
         row = index + 1  # 1-based, as a person counts data rows (CSV header excluded)
         if not isinstance(record, dict):
             raise DataError(f"Data file {path}, row {row}: expected an object, got {record!r}.")
-        values = {c: _text(record.get(c)) for c in (columns.input, columns.target, columns.context)}
+        values = {
+            c: _text(record.get(c))
+            for c in (columns.input, columns.target, columns.context, *need_extra)
+        }
         for column, _flag, what in required:
             if values[column] is None:
                 raise DataError(

@@ -43,3 +43,20 @@ EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_CHAT_FORMAT = "gemma"  # the GGUF is a base model without a usable chat template
 EMBEDDED_N_CTX = 4096
 READY_TIMEOUT_S = 60.0
+
+# Judging.
+JUDGE_FORMATS = ("text", "json")
+JUDGE_FORMAT = "text"
+JUDGE_REPEATS = 1
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+
+# Prompts, versioned: change one by adding a _V2 beside it, never by editing a _V1 in place.
+# Appended to MLflow's judge prompt in --judge-format json; with response_format json_object the
+# server constrains the reply to JSON, and this tells the judge which JSON.
+JSON_VERDICT_V1 = (
+    "\n\nRespond with only a JSON object, no other text, in exactly this form:\n"
+    '{{"score": <integer from {low} to {high}>, "justification": "<one or two sentences>"}}'
+)
+JSON_VERDICT = JSON_VERDICT_V1

@@ -69,14 +69,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def format_comparison(results: list[ModelResult]) -> str:
     """A model × metric table of the judges' means and the main heuristics."""
-    keys = sorted(
-        {
-            k
-            for r in results
-            for k in r.metrics
-            if k.endswith("/mean") or k.endswith("unscored_ratio")
-        }
-    )
+    suffixes = ("/mean", "unscored_ratio", "/ci_low", "/ci_high", "exact_match/v1")
+    keys = sorted({k for r in results for k in r.metrics if k.endswith(suffixes)})
     head = ["metric"] + [r.model.id for r in results]
     rows = [[k] + [_fmt(r.metrics.get(k, float("nan"))) for r in results] for k in keys]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
@@ -97,6 +91,14 @@ def format_outcome(outcome: Outcome) -> str:
             parts.append(f"\n{result.failed_rows} row(s) failed after retries (see FAILED above).")
     if len(outcome.results) > 1:
         parts.append("\nComparison (model × metric):\n" + format_comparison(outcome.results))
+    for c in outcome.comparisons:
+        r = c.result
+        verdict = "better" if r.ci_low > 0 else "worse" if r.ci_high < 0 else "not distinguishable"
+        parts.append(
+            f"  {c.b} vs {c.a} on {c.metric.removesuffix('/score')}: {r.mean_diff:+.3g} "
+            f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}] over {r.n_pairs} rows, "
+            f"P(b better) {r.p_b_better:.2f}: {verdict}"
+        )
     parts.append(
         f"\nOpen the results in the MLflow UI:\n  mlflow ui --backend-store-uri "
         f"{outcome.tracking_uri} --port 5000\n  then http://127.0.0.1:5000/#/experiments/"

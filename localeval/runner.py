@@ -12,12 +12,18 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import defaults
 from . import stack as stack_mod
 from .candidate import ANSWER, CandidateSettings, Runtime
 from .config import EvalConfig, ModelSpec
 from .dataset import Columns, Dataset, load_dataset
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .judges import Judge, JudgeDef
+    from .stats import PairedComparison
 
 
 @dataclass
@@ -31,6 +37,16 @@ class ModelResult:
     failed_rows: int
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Model b against model a on one judge's per-row scores (paired bootstrap)."""
+
+    a: str
+    b: str
+    metric: str
+    result: PairedComparison
+
+
 @dataclass
 class Outcome:
     """Everything the entry script prints and maps to an exit code."""
@@ -42,6 +58,8 @@ class Outcome:
     results: list[ModelResult]
     parent_run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    gate_failures: list[str] = field(default_factory=list)
 
     @property
     def failed_rows(self) -> int:
@@ -64,25 +82,61 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def load_data(config: EvalConfig) -> Dataset:
-    """Read the dataset, requiring the columns the chosen judges grade against."""
-    from .judges import needs
+def resolve_judges(config: EvalConfig) -> list[JudgeDef]:
+    """The built-in judges named by --judge and the custom ones from --judges-file."""
+    from .judges import builtin_judge, load_custom_judges
 
-    needed = set().union(*(needs(j.name) for j in config.judges)) if config.judges else set()
+    temperature, max_tokens = config.judge_temperature, config.judge_max_tokens
+    defs = [
+        builtin_judge(
+            spec,
+            temperature if spec.temperature is None else spec.temperature,
+            max_tokens if spec.max_tokens is None else spec.max_tokens,
+        )
+        for spec in config.judges
+    ]
+    if config.judges_file is not None:
+        defs += load_custom_judges(
+            config.judges_file, config.judge_endpoint, temperature, max_tokens
+        )
+    names = [d.name for d in defs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"A judge is named twice: {names}. Each metric needs its own name.")
+    return defs
+
+
+def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
+    """Read the dataset, requiring the columns the chosen judges grade against."""
+    from .judges import CONTEXT, TARGETS
+
+    needed_by: dict[str, list[str]] = {}
+    for judge in judges:
+        for column in judge.grading_context_columns:
+            needed_by.setdefault(column, []).append(judge.name)
     columns = Columns(config.input_col, config.target_col, config.context_col)
     return load_dataset(
-        config.data, columns, need_target="targets" in needed, need_context="context" in needed
+        config.data,
+        columns,
+        need_target=TARGETS in needed_by,
+        need_context=CONTEXT in needed_by,
+        need_extra=tuple(c for c in needed_by if c not in (TARGETS, CONTEXT)),
+        needed_by={c: ", ".join(names) for c, names in needed_by.items()},
     )
 
 
-def _frame(dataset: Dataset) -> Any:
+def _frame(dataset: Dataset, judges: list[JudgeDef]) -> Any:
     import pandas as pd
+
+    from .judges import CONTEXT, TARGETS
 
     frame = pd.DataFrame({"inputs": [s.input for s in dataset.samples]})
     if dataset.has_targets:
         frame["ground_truth"] = [s.target or "" for s in dataset.samples]
     if dataset.has_context:
         frame["context"] = [s.context or "" for s in dataset.samples]
+    for column in sorted({c for j in judges for c in j.grading_context_columns}):
+        if column not in (TARGETS, CONTEXT):  # a custom judge's own grading column
+            frame[column] = [str(s.metadata.get(column, "")) for s in dataset.samples]
     return frame
 
 
@@ -98,11 +152,18 @@ def _runtime(config: EvalConfig) -> Runtime:
 
 
 def _evaluate_model(
-    config: EvalConfig, spec: ModelSpec, dataset: Dataset, frame: Any, metrics: list[Any]
+    config: EvalConfig,
+    spec: ModelSpec,
+    dataset: Dataset,
+    frame: Any,
+    metrics: list[Any],
+    judges: list[Judge],
+    extra_params: dict[str, str],
 ) -> ModelResult:
     import mlflow
 
     from .candidate import log_candidate
+    from .html_report import render_html
 
     runtime = _runtime(config)
     settings = CandidateSettings(
@@ -112,6 +173,7 @@ def _evaluate_model(
         mlflow.log_params(
             {
                 **config.loggable(),
+                **extra_params,
                 "model": spec.id,
                 "base_url": spec.base_url,
                 "dataset_name": dataset.name,
@@ -120,55 +182,143 @@ def _evaluate_model(
             }
         )
         info = log_candidate(settings, runtime)
-        result = mlflow.evaluate(
-            info.model_uri,
-            frame,
-            targets="ground_truth" if dataset.has_targets else None,
-            predictions=ANSWER,
-            model_type=None,
-            evaluators="default",
-            extra_metrics=metrics,
-        )
+        try:
+            result = mlflow.evaluate(
+                info.model_uri,
+                frame,
+                targets="ground_truth" if dataset.has_targets else None,
+                predictions=ANSWER,
+                model_type=None,
+                evaluators="default",
+                extra_metrics=metrics + [j.metric() for j in judges],
+            )
+        except Exception:
+            # MLflow wraps a metric's exception in its own; surface ours (auth, bad endpoint).
+            fatal = next((j.fatal for j in judges if j.fatal is not None), None)
+            if fatal is not None:
+                raise fatal from None
+            raise
         table = result.tables["eval_results_table"]
         failed = int((table["candidate_error"].fillna("") != "").sum())
         mlflow.log_metric("candidate/failed_rows", failed)
-        return ModelResult(spec, run.info.run_id, dict(result.metrics), table, failed)
+        for judge in judges:
+            mlflow.log_dict(judge.verdicts(), f"judge_verdicts/{judge.definition.name}.json")
+        model_result = ModelResult(spec, run.info.run_id, dict(result.metrics), table, failed)
+        mlflow.log_text(render_html([model_result], dataset=dataset.name), "report.html")
+        return model_result
+
+
+def _comparisons(results: list[ModelResult], judges: list[JudgeDef]) -> list[Comparison]:
+    """Each model against the first, per judge, on the rows both got a score for."""
+    from .stats import paired_bootstrap
+
+    out = []
+    base = results[0]
+    for other in results[1:]:
+        for judge in judges:
+            column = f"{judge.name}/{judge.version}/score"
+            if column not in base.table or column not in other.table:
+                continue
+            a = [None if v != v else v for v in base.table[column].tolist()]
+            b = [None if v != v else v for v in other.table[column].tolist()]
+            result = paired_bootstrap(
+                a,
+                b,
+                confidence=defaults.CONFIDENCE,
+                n_resamples=defaults.BOOTSTRAP_RESAMPLES,
+                seed=defaults.BOOTSTRAP_SEED,
+            )
+            out.append(Comparison(base.model.id, other.model.id, column, result))
+    return out
+
+
+def check_gate(outcome: Outcome) -> list[str]:
+    """One line per --fail-under threshold that a model's metrics do not meet."""
+    failures = []
+    for threshold in outcome.config.fail_under:
+        for result in outcome.results:
+            value = result.metrics.get(threshold.metric)
+            if value is None or value != value:
+                failures.append(
+                    f"{result.model.id}: {threshold.metric} is missing (no row could be graded, "
+                    f"or no such metric), required >= {threshold.value:g}"
+                )
+            elif value < threshold.value:
+                failures.append(
+                    f"{result.model.id}: {threshold.metric} = {value:.4g} < {threshold.value:g}"
+                )
+    return failures
 
 
 def run(config: EvalConfig) -> Outcome:
     """Bring up what is missing, check it, evaluate every model, and stop what we started."""
     os.environ.update(stack_mod.telemetry_off(dict(os.environ)))
     _quiet_mlflow()
-    dataset = load_data(config)
+    judge_defs = resolve_judges(config)
+    dataset = load_data(config, judge_defs)
     with ExitStack() as services:
         resolved = stack_mod.bring_up(config, services)
         for line in resolved.started:
             print(line, flush=True)
-        stack_mod.preflight(config, resolved)
+        stack_mod.preflight(config, resolved, {e: d.name for d in judge_defs for e in d.endpoints})
         config = stack_mod.resolve_models(resolved, config)
 
         import mlflow
 
-        from .judges import JudgeParams, build_judge
+        from .judges import Judge, JudgeOptions
         from .metrics import offline_metrics
 
         tracking_uri = config.tracking_uri or default_tracking_uri()
         mlflow.set_tracking_uri(tracking_uri)
         experiment = mlflow.set_experiment(config.experiment)
-        params = JudgeParams(config.gateway_url, config.judge_temperature, config.judge_max_tokens)
-        judges = [build_judge(j, params, _runtime(config)) for j in config.judges]
+        options = JudgeOptions(config.gateway_url, config.judge_format, config.judge_repeats)
+        judges = [Judge(d, options, _runtime(config)) for d in judge_defs]
+        upstreams = stack_mod.gateway_upstreams(config.gateway_url)
+        extra_params = {
+            f"judge/{d.name}": "+".join(f"{e} ({upstreams.get(e, '?')})" for e in d.endpoints)
+            for d in judge_defs
+        }
         metrics, notes = offline_metrics(dataset.has_targets)
-        frame = _frame(dataset)
+        frame = _frame(dataset, judge_defs)
         outcome = Outcome(config, dataset, tracking_uri, experiment.experiment_id, [], notes=notes)
         if len(config.models) == 1:
             outcome.results.append(
-                _evaluate_model(config, config.models[0], dataset, frame, metrics + judges)
+                _evaluate_model(
+                    config, config.models[0], dataset, frame, metrics, judges, extra_params
+                )
             )
         else:
             with mlflow.start_run(run_name=f"compare {len(config.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
+                mlflow.log_params(config.loggable())
                 for spec in config.models:
                     outcome.results.append(
-                        _evaluate_model(config, spec, dataset, frame, metrics + judges)
+                        _evaluate_model(config, spec, dataset, frame, metrics, judges, extra_params)
                     )
+                _log_comparison(outcome, judge_defs)
+        outcome.gate_failures = check_gate(outcome)
         return outcome
+
+
+def _log_comparison(outcome: Outcome, judge_defs: list[JudgeDef]) -> None:
+    """The model × metric table and the paired comparisons, on the parent run."""
+    import mlflow
+
+    from .html_report import render_outcome
+    from .report import format_comparison
+
+    outcome.comparisons = _comparisons(outcome.results, judge_defs)
+    mlflow.log_text(format_comparison(outcome.results), "comparison.txt")
+    table = {r.model.id: {k: v for k, v in r.metrics.items() if v == v} for r in outcome.results}
+    mlflow.log_dict(table, "comparison.json")
+    mlflow.log_text(render_outcome(outcome), "report.html")
+    for c in outcome.comparisons:
+        prefix = f"compare/{c.b}_vs_{c.a}/{c.metric.removesuffix('/score')}"
+        mlflow.log_metrics(
+            {
+                f"{prefix}/mean_diff": c.result.mean_diff,
+                f"{prefix}/ci_low": c.result.ci_low,
+                f"{prefix}/ci_high": c.result.ci_high,
+                f"{prefix}/p_b_better": c.result.p_b_better,
+            }
+        )

@@ -293,8 +293,26 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     return Resolved(models=models, gateway_url=gateway_url, started=tuple(started))
 
 
-def preflight(config: EvalConfig, resolved: Resolved) -> None:
-    """Check that every candidate server lists its model and the gateway has each judge endpoint."""
+def gateway_upstreams(gateway_url: str) -> dict[str, str]:
+    """Each gateway endpoint's upstream as 'provider:model', for the run's params."""
+    try:
+        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/")
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for e in data.get("endpoints", []) if isinstance(data, dict) else []:
+        model = e.get("model") or {}
+        if "name" in e and isinstance(model, dict):
+            out[e["name"]] = f"{model.get('provider', '?')}:{model.get('name', '?')}"
+    return out
+
+
+def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str]) -> None:
+    """Check that every candidate server lists its model and the gateway has each judge endpoint.
+
+    Args:
+        judge_endpoints: gateway endpoint name -> the judge that asks it (for the message).
+    """
     for spec in resolved.models:
         listed = list_models(spec.base_url)
         if listed is None:
@@ -316,17 +334,17 @@ def preflight(config: EvalConfig, resolved: Resolved) -> None:
             f"'mlflow gateway start --config-path {config.gateway_config} --port 5002', pass "
             "--gateway-url, or run with --stack auto to start it for you."
         )
-    for judge in config.judges:
-        kind = endpoints.get(judge.endpoint)
+    for endpoint, judge in judge_endpoints.items():
+        kind = endpoints.get(endpoint)
         if kind is None:
             raise PreflightError(
-                f"The gateway at {resolved.gateway_url} has no endpoint {judge.endpoint!r} for "
-                f"judge {judge.name}; it has {sorted(endpoints)}. Add it to the gateway config "
-                "or pick another with --judge-endpoint."
+                f"The gateway at {resolved.gateway_url} has no endpoint {endpoint!r} for "
+                f"judge {judge}; it has {sorted(endpoints)}. Add it to the gateway config "
+                "or pick another with --judge-endpoint (or NAME@ENDPOINT in --judge)."
             )
         if kind != "llm/v1/chat":
             raise PreflightError(
-                f"The gateway endpoint {judge.endpoint!r} at {resolved.gateway_url} is a {kind} "
+                f"The gateway endpoint {endpoint!r} at {resolved.gateway_url} is a {kind} "
                 "endpoint; judges need an llm/v1/chat endpoint."
             )
 

@@ -19,7 +19,7 @@ VERDICT = "score: 4\njustification: The answer covers the main points of the tar
 
 
 def scripted(candidate: str = "A fake answer.", verdict: str = VERDICT) -> Any:
-    """A reply function: the judge endpoint `chat` gets `verdict`, the candidate gets `candidate`."""
+    """A reply function: judge endpoints get `verdict`, the candidate gets `candidate`."""
 
     def reply(body: dict[str, Any]) -> str:
         return verdict if body.get("model") in ("chat", "chat2") else candidate
@@ -38,6 +38,12 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow puts artifacts in ./mlruns of the working folder: keep them out of the checkout.
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     # One SQLite store per session: creating one runs MLflow's migrations (seconds).
@@ -48,16 +54,24 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def run_args(fake: FakeOpenAI, tracking_uri: str, tmp_path: Path, request: Any) -> list[str]:
     """Flags for an evaluation against the fake server, in a fresh experiment and cache."""
     return [
-        "--stack", "external",
-        "--model", "fake-model",
-        "--base-url", fake.url,
-        "--gateway-url", fake.root,
-        "--tracking-uri", tracking_uri,
-        "--experiment", request.node.name,
-        "--cache-dir", str(tmp_path / "cache"),
-        "--max-retries", "0",
+        "--stack",
+        "external",
+        "--model",
+        "fake-model",
+        "--base-url",
+        fake.url,
+        "--gateway-url",
+        fake.root,
+        "--tracking-uri",
+        tracking_uri,
+        "--experiment",
+        request.node.name,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-retries",
+        "0",
         "--quiet",
-    ]  # fmt: skip
+    ]
 
 
 def evaluate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -73,8 +73,9 @@ def test_run_logs_metrics_params_table_and_model(fake, run_args, tracking_uri, c
     assert "covers the main points" in out and "mlflow ui --backend-store-uri" in out
 
 
-def test_unparseable_verdict_keeps_judge_text_and_counts_unscored(fake, run_args, capsys, request,
-                                                                  tracking_uri):
+def test_unparseable_verdict_keeps_judge_text_and_counts_unscored(
+    fake, run_args, capsys, request, tracking_uri
+):
     fake.reply = lambda body: "I think it is fine." if body["model"] == "chat" else "Answer."
     code, out, _ = evaluate(run_args, capsys)
     assert code == 0
@@ -121,11 +122,12 @@ def test_logging_the_model_makes_no_llm_call(fake, tracking_uri):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        pytest.param(["--model", "other-model"], "does not serve model 'other-model'",
-                     id="unknown_model"),
+        pytest.param(
+            ["--model", "other-model"], "does not serve model 'other-model'", id="unknown_model"
+        ),
         pytest.param(["--judge-endpoint", "nope"], "has no endpoint 'nope'", id="no_endpoint"),
     ],
-)  # fmt: skip
+)
 def test_preflight_names_the_problem_and_exits_2(fake, run_args, capsys, extra, needle):
     code, _, err = evaluate(run_args + extra, capsys)
     assert code == 2

@@ -23,8 +23,14 @@ def _closed_port() -> int:
 
 def _entry(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, ENTRY, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, ENTRY, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_help_lists_flags_and_exit_codes_without_importing_mlflow():
@@ -35,9 +41,20 @@ def test_help_lists_flags_and_exit_codes_without_importing_mlflow():
         "print('MLFLOW_IMPORTED' if 'mlflow' in sys.modules else 'LAZY')"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    for flag in ("--data", "--model", "--base-url", "--system-prompt", "--temperature",
-                 "--max-tokens", "--gateway-url", "--gateway-config", "--judge-endpoint",
-                 "--tracking-uri", "--experiment", "--stack"):  # fmt: skip
+    for flag in (
+        "--data",
+        "--model",
+        "--base-url",
+        "--system-prompt",
+        "--temperature",
+        "--max-tokens",
+        "--gateway-url",
+        "--gateway-config",
+        "--judge-endpoint",
+        "--tracking-uri",
+        "--experiment",
+        "--stack",
+    ):
         assert flag in out.stdout
     assert "exit codes:" in out.stdout and "could not run" in out.stdout
     assert "Precedence: command-line flag > --config file" in out.stdout
@@ -73,8 +90,7 @@ def _listening(url: str) -> bool:
 @pytest.mark.slow
 def test_embedded_stack_end_to_end_logs_judge_metrics_and_stops_servers(tmp_path):
     """The default main job, from a cold start, on the embedded llama.cpp server and gateway."""
-    result = _entry(["--stack", "embedded", "--max-tokens", "64", "--quiet"], tmp_path,
-                    timeout=600)  # fmt: skip
+    result = _entry(["--stack", "embedded", "--max-tokens", "64", "--quiet"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     started = [line for line in result.stdout.splitlines() if line.startswith("started ")]
     assert len(started) == 2, result.stdout

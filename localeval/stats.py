@@ -1,0 +1,194 @@
+"""Statistics on judge scores: bootstrap intervals, paired comparisons, judge agreement.
+
+Pure functions on plain lists; None (or NaN) marks a row that could not be graded and is left out,
+as the report counts it separately. An undefined statistic is NaN, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Value = float | int | None
+
+# Resamples are drawn in chunks of at most this many indices, so 2000 resamples of a large dataset
+# stay within a few MB; the chunking depends only on the row count, so a seed gives one result.
+_CHUNK_INDICES = 1_000_000
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """b against a on the rows both scored: mean of b - a, its interval, P(b better)."""
+
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_b_better: float  # share of bootstrap resamples whose mean difference is > 0
+    n_pairs: int
+
+
+def _present(value: Value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _resampled_means(
+    x: np.ndarray, n_resamples: int, seed: int | None, confidence: float
+) -> np.ndarray:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    chunk = max(1, _CHUNK_INDICES // n)
+    means = [
+        x[rng.integers(0, n, size=(min(chunk, n_resamples - start), n))].mean(axis=1)
+        for start in range(0, n_resamples, chunk)
+    ]
+    return np.concatenate(means)
+
+
+def _interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_ci(
+    values: Sequence[Value],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int | None = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of the present values; (nan, nan) if none."""
+    x = np.array([v for v in values if _present(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) == 1:
+        return float(x[0]), float(x[0])
+    return _interval(_resampled_means(x, n_resamples, seed, confidence), confidence)
+
+
+def paired_bootstrap(
+    a: Sequence[Value],
+    b: Sequence[Value],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int | None = 0,
+) -> PairedComparison:
+    """Paired percentile bootstrap of mean(b - a) over the rows where both a and b are present."""
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
+    diffs = np.array([y - x for x, y in zip(a, b) if _present(x) and _present(y)], dtype=float)
+    n = len(diffs)
+    if n == 0:
+        return PairedComparison(math.nan, math.nan, math.nan, math.nan, 0)
+    mean = float(diffs.mean())
+    if n == 1:
+        return PairedComparison(mean, mean, mean, float(mean > 0), 1)
+    means = _resampled_means(diffs, n_resamples, seed, confidence)
+    low, high = _interval(means, confidence)
+    return PairedComparison(mean, low, high, float((means > 0).mean()), n)
+
+
+def cohen_kappa_quadratic(
+    a: Sequence[Value], b: Sequence[Value], labels: Sequence[float] = (1, 2, 3, 4, 5)
+) -> float:
+    """Quadratic-weighted Cohen's kappa of two raters on the rows both rated.
+
+    NaN when undefined: no pair, or no expected disagreement (both raters gave one and the same
+    grade throughout, so agreement cannot be told from chance). A value not in `labels` (say 3.5
+    on a 1-5 scale) raises ValueError: the weights are defined on the label positions.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired ratings need equal lengths, got {len(a)} and {len(b)}")
+    if len(labels) < 2:
+        raise ValueError("kappa needs at least two labels")
+    position = {float(label): i for i, label in enumerate(labels)}
+    pairs = [(x, y) for x, y in zip(a, b) if _present(x) and _present(y)]
+    k = len(labels)
+    observed = np.zeros((k, k))
+    for x, y in pairs:
+        for v in (x, y):
+            if float(v) not in position:
+                raise ValueError(f"rating {v!r} is not one of the labels {tuple(labels)}")
+        observed[position[float(x)], position[float(y)]] += 1
+    if not pairs:
+        return math.nan
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(pairs)
+    i, j = np.indices((k, k))
+    weights = (i - j) ** 2 / (k - 1) ** 2
+    chance = float((weights * expected).sum())
+    if chance == 0:
+        return math.nan
+    return 1 - float((weights * observed).sum()) / chance
+
+
+def krippendorff_alpha(ratings: Sequence[Sequence[Value]], level: str = "interval") -> float:
+    """Krippendorff's alpha for a units × raters matrix, None for a missing rating.
+
+    Levels "nominal", "ordinal" and "interval" (Krippendorff 2011, "Computing Krippendorff's
+    Alpha-Reliability"). Units with fewer than two ratings are not pairable and left out. NaN when
+    undefined: no pairable unit, or every pairable rating the same (no expected disagreement).
+    """
+    if level not in ("nominal", "ordinal", "interval"):
+        raise ValueError(f"level must be nominal, ordinal or interval, got {level!r}")
+    units = [[float(v) for v in row if _present(v)] for row in ratings]
+    units = [u for u in units if len(u) >= 2]
+    if not units:
+        return math.nan
+    values = sorted({v for u in units for v in u})
+    index = {v: i for i, v in enumerate(values)}
+    # Coincidence matrix: each ordered pair of ratings within a unit, weighted 1 / (m_u - 1).
+    o = np.zeros((len(values), len(values)))
+    for u in units:
+        for p, x in enumerate(u):
+            for q, y in enumerate(u):
+                if p != q:
+                    o[index[x], index[y]] += 1 / (len(u) - 1)
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    delta2 = _delta2(np.array(values), n_c, level)
+    observed = (o * delta2).sum() / n
+    expected = (np.outer(n_c, n_c) * delta2).sum() / (n * (n - 1))
+    if expected == 0:
+        return math.nan
+    return float(1 - observed / expected)
+
+
+def _delta2(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
+    """Squared difference between each pair of values, for the level of measurement."""
+    if level == "nominal":
+        return (values[:, None] != values[None, :]).astype(float)
+    if level == "interval":
+        return (values[:, None] - values[None, :]) ** 2
+    # Ordinal: the values' ranks are what count, spaced by how often each value was used:
+    # delta(c, k) = (sum of n_g for g from c to k) - (n_c + n_k) / 2.
+    cumulative = np.cumsum(n_c)
+    i, j = np.indices((len(values), len(values)))
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    between = cumulative[hi] - cumulative[lo] + n_c[lo]
+    return (between - (n_c[i] + n_c[j]) / 2) ** 2
+
+
+def self_consistency(repeats: Sequence[Sequence[Value]]) -> float:
+    """Share of rows whose repeated verdicts all agree, over rows with at least two scored.
+
+    Unscored repeats are left out of a row (they are counted as unscored elsewhere); a row with
+    fewer than two scored verdicts says nothing about consistency and is not counted. NaN if no
+    row qualifies.
+    """
+    rows = [[v for v in row if _present(v)] for row in repeats]
+    rows = [r for r in rows if len(r) >= 2]
+    if not rows:
+        return math.nan
+    return sum(min(r) == max(r) for r in rows) / len(rows)
+
+
+def spread(row: Sequence[Value]) -> float | None:
+    """Population standard deviation of a row's scored verdicts; None below two scored."""
+    scored = [float(v) for v in row if _present(v)]
+    return float(np.std(scored)) if len(scored) >= 2 else None
