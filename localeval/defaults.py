@@ -59,4 +59,11 @@ JSON_VERDICT_V1 = (
     "\n\nRespond with only a JSON object, no other text, in exactly this form:\n"
     '{{"score": <integer from {low} to {high}>, "justification": "<one or two sentences>"}}'
 )
-JSON_VERDICT = JSON_VERDICT_V1
+# V1 measured on the embedded Gemma 3 270M: 10/10 verdicts parsed, but every justification was
+# the placeholder copied verbatim. V2 names the keys without a placeholder to copy.
+JSON_VERDICT_V2 = (
+    '\n\nRespond with only a JSON object with exactly two keys: "score", an integer from {low} '
+    'to {high} chosen by the rubric above, and "justification", your reason for that score '
+    "in your own words."
+)
+JSON_VERDICT = JSON_VERDICT_V2

@@ -110,3 +110,39 @@ def test_embedded_stack_end_to_end_logs_judge_metrics_and_stops_servers(tmp_path
     table = json.loads(Path(path).read_text())
     justification = table["columns"].index("answer_similarity/v1/justification")
     assert all(row[justification] for row in table["data"])  # the judge's text is kept per row
+
+
+@pytest.mark.slow
+def test_embedded_stack_runs_all_five_judges(tmp_path):
+    data = str(ROOT / "data" / "rag_qa.jsonl")
+    judges = "answer_similarity,answer_correctness,answer_relevance,relevance,faithfulness"
+    args = ["--stack", "embedded", "--data", data, "--judge", judges, "--judge-format", "json",
+            "--max-tokens", "48", "--quiet"]  # fmt: skip
+    result = _entry(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import mlflow
+
+    client = mlflow.MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
+    (run,) = client.search_runs([client.get_experiment_by_name("local-llm-judge").experiment_id])
+    for judge in judges.split(","):
+        assert f"{judge}/v1/unscored_ratio" in run.data.metrics, judge
+
+
+@pytest.mark.slow
+def test_embedded_stack_json_verdicts_with_repeats(tmp_path):
+    args = ["--stack", "embedded", "--judge-format", "json", "--judge-repeats", "3",
+            "--judge-temperature", "0.7", "--max-tokens", "48", "--quiet"]  # fmt: skip
+    result = _entry(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import mlflow
+
+    client = mlflow.MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
+    (run,) = client.search_runs([client.get_experiment_by_name("local-llm-judge").experiment_id])
+    metrics = run.data.metrics
+    assert "answer_similarity/v1/unscored_ratio" in metrics
+    verdicts = json.loads(
+        Path(
+            client.download_artifacts(run.info.run_id, "judge_verdicts/answer_similarity.json")
+        ).read_text()
+    )
+    assert len(verdicts) == 2 and all(len(row["chat"]) == 3 for row in verdicts)
