@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,7 @@ class Service:
     url: str
     process: subprocess.Popen
     log_path: Path
+    probe: Callable[[], Any] | None = None  # returns None until the service answers
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -112,7 +114,9 @@ def _spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: P
     return Service(name=name, url=url, process=process, log_path=log_path)
 
 
-def _wait_ready(service: Service, probe: Any, timeout_s: float) -> None:
+def wait_ready(service: Service, timeout_s: float = defaults.READY_TIMEOUT_S) -> None:
+    """Wait until the service answers its probe; a StackError with its log if it dies or hangs."""
+    probe = service.probe or (lambda: None)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -148,6 +152,7 @@ def embedded_model_path() -> Path:
 
 
 def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Service:
+    """Spawn llama-cpp-python's server on a free loopback port; `wait_ready` waits for it."""
     port = free_port()
     url = f"http://{LOOPBACK}:{port}/v1"
     argv = [
@@ -171,7 +176,7 @@ def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Se
     ]
     service = _spawn("llama.cpp server", url, argv, env, log_dir)
     stack.callback(service.stop)  # before waiting: Ctrl-C or a failed start still stops it
-    _wait_ready(service, lambda: list_models(url, timeout=1.0), defaults.READY_TIMEOUT_S)
+    service.probe = lambda: list_models(url, timeout=1.0)
     return service
 
 
@@ -209,6 +214,7 @@ def render_gateway_config(
 def start_gateway(
     config_path: Path, log_dir: Path, env: dict[str, str], stack: ExitStack
 ) -> Service:
+    """Spawn `mlflow gateway start` on a free loopback port; `wait_ready` waits for it."""
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     argv = [
@@ -228,7 +234,7 @@ def start_gateway(
     ]
     service = _spawn("MLflow AI Gateway", url, argv, env, log_dir)
     stack.callback(service.stop)
-    _wait_ready(service, lambda: list_gateway_endpoints(url, timeout=1.0), defaults.READY_TIMEOUT_S)
+    service.probe = lambda: list_gateway_endpoints(url, timeout=1.0)
     return service
 
 
@@ -253,6 +259,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     log_dir = Path(tempfile.mkdtemp(prefix="localeval-stack-"))
     env = _child_env()
     started: list[str] = []
+    services: list[Service] = []  # started together, waited for together (saves ~1 s)
     models = config.models
     embedded_url: str | None = None
 
@@ -270,6 +277,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
                 "model."
             )
         service = start_llm_server(log_dir, env, stack)
+        services.append(service)
         embedded_url = service.url
         started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
         models = tuple(
@@ -287,9 +295,12 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
             upstream, upstream_id = embedded_url, defaults.EMBEDDED_MODEL_ID
         rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
         service = start_gateway(rendered, log_dir, env, stack)
+        services.append(service)
         gateway_url = service.url
         target = f"judging with {upstream_id}" if upstream_id else f"from {config.gateway_config}"
         started.append(f"started {service.name} at {service.url} ({target})")
+    for service in services:
+        wait_ready(service)
     return Resolved(models=models, gateway_url=gateway_url, started=tuple(started))
 
 
