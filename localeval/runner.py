@@ -200,10 +200,16 @@ def _evaluate_model(
             raise
         table = result.tables["eval_results_table"]
         failed = int((table["candidate_error"].fillna("") != "").sum())
-        mlflow.log_metric("candidate/failed_rows", failed)
+        extra = {"candidate/failed_rows": float(failed)}
+        latency = float(table["latency_s"].fillna(0).sum())
+        if latency > 0:  # the server's generation speed over the rows it answered
+            tokens = float(table["completion_tokens"].fillna(0).sum())
+            extra["candidate/tokens_per_s"] = tokens / latency
+        mlflow.log_metrics(extra)
         for judge in judges:
             mlflow.log_dict(judge.verdicts(), f"judge_verdicts/{judge.definition.name}.json")
-        model_result = ModelResult(spec, run.info.run_id, dict(result.metrics), table, failed)
+        metrics_out = {**result.metrics, **extra}
+        model_result = ModelResult(spec, run.info.run_id, metrics_out, table, failed)
         mlflow.log_text(render_html([model_result], dataset=dataset.name), "report.html")
         return model_result
 
