@@ -258,7 +258,8 @@ OPTIONS = (
         "judge_format",
         "--judge-format",
         "text: MLflow's 'score:' reply; json: ask for a JSON verdict with response_format "
-        "json_object (falls back to text if the server refuses it)",
+        "json_object (falls back to text if the server refuses it); auto: json when the judge "
+        "is the embedded model, else text",
         defaults.JUDGE_FORMAT,
         _judge_format,
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -245,6 +246,14 @@ class Resolved:
     models: tuple[ModelSpec, ...]
     gateway_url: str
     started: tuple[str, ...]  # one line per service we started, for the user
+    embedded_judge: bool = False  # the gateway we started judges with the embedded model
+
+
+def _log_dir(stack: ExitStack) -> Path:
+    """A folder for the logs and rendered config of the servers we start, removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="localeval-stack-"))
+    stack.callback(shutil.rmtree, path, ignore_errors=True)  # runs after the servers stop
+    return path
 
 
 def _child_env() -> dict[str, str]:
@@ -256,7 +265,7 @@ def _child_env() -> dict[str, str]:
 
 def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     """Start what the run needs and is missing; register each service's stop on `stack`."""
-    log_dir = Path(tempfile.mkdtemp(prefix="localeval-stack-"))
+    log_dir = _log_dir(stack)
     env = _child_env()
     started: list[str] = []
     services: list[Service] = []  # started together, waited for together (saves ~1 s)
@@ -286,6 +295,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         )
 
     gateway_url = config.gateway_url
+    embedded_judge = False
     if config.stack == "embedded" or (
         config.stack == "auto" and list_gateway_endpoints(gateway_url) is None
     ):
@@ -293,6 +303,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         upstream = None
         if embedded_url is not None:
             upstream, upstream_id = embedded_url, defaults.EMBEDDED_MODEL_ID
+            embedded_judge = True
         rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
         service = start_gateway(rendered, log_dir, env, stack)
         services.append(service)
@@ -301,7 +312,12 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         started.append(f"started {service.name} at {service.url} ({target})")
     for service in services:
         wait_ready(service)
-    return Resolved(models=models, gateway_url=gateway_url, started=tuple(started))
+    return Resolved(
+        models=models,
+        gateway_url=gateway_url,
+        started=tuple(started),
+        embedded_judge=embedded_judge,
+    )
 
 
 def gateway_upstreams(gateway_url: str) -> dict[str, str]:
