@@ -11,10 +11,11 @@ import hashlib
 import json
 import sqlite3
 import threading
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from .client import ChatClient, ChatResponse, Endpoint, Message
+from .errors import ConfigError
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY,
@@ -32,17 +33,28 @@ class ReplyCache:
     """SQLite store of replies keyed by request; safe for threads and for several processes."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "replies.sqlite"
         self._local = threading.local()
-        with self._conn() as conn:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"The reply cache {self.path} cannot be used ({exc}). Delete it, pick another "
+                "--cache-dir, or run with --no-cache."
+            ) from None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            # One connection per thread; the 30 s busy timeout covers other writers (threads and
+            # processes) holding the write lock for one short INSERT each.
             conn = sqlite3.connect(self.path, timeout=30.0)
+            # In WAL mode NORMAL still survives a killed process (only power loss can drop the
+            # last commits) and saves an fsync per reply.
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
@@ -50,7 +62,12 @@ class ReplyCache:
         row = self._conn().execute("SELECT response FROM replies WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        return replace(ChatResponse(**json.loads(row[0])), cached=True)
+        stored = json.loads(row[0])
+        known = {f.name for f in fields(ChatResponse)}  # a newer version may store more fields
+        return replace(ChatResponse(**{k: v for k, v in stored.items() if k in known}), cached=True)
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def put(self, key: str, response: ChatResponse) -> None:
         with self._conn() as conn:  # commits at once: a killed run keeps this reply

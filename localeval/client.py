@@ -6,6 +6,7 @@ the judge to the MLflow AI Gateway's OpenAI-compatible route (`model` = the gate
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -71,14 +72,20 @@ def api_key() -> str:
 class OpenAIChatClient:
     """A chat client on langchain-openai's ChatOpenAI.
 
-    Retries (connection errors, timeouts, 429 with Retry-After, 5xx) are the openai SDK's capped
-    exponential backoff with jitter, bounded by `max_retries`.
+    Retries (connection errors, timeouts, 408, 409, 429 and 5xx) are the openai SDK's: at most
+    `max_retries`, waiting 0.5 s doubling up to a cap of 8 s, less up to 25% jitter; a
+    `Retry-After` of up to 120 s is waited instead, a longer one is not retried (openai 3.57,
+    `_base_client._calculate_retry_timeout`). `timeout_s` bounds each attempt's connect and each
+    read, so a server that says nothing for that long fails the attempt. Any other 4xx fails at
+    once with the server's message. What still fails becomes `CallFailed` with its reason.
     """
 
     def __init__(self, endpoint: Endpoint, timeout_s: float, max_retries: int) -> None:
         from langchain_openai import ChatOpenAI
 
         self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
         self._llm = ChatOpenAI(
             model=endpoint.model,
             base_url=endpoint.base_url,
@@ -109,13 +116,33 @@ class OpenAIChatClient:
             ) from None
         except openai.APIStatusError as exc:
             # 400 (e.g. a prompt longer than the context) concerns this row only: not retried.
-            raise CallFailed(f"HTTP {exc.status_code}: {_message(exc)}") from None
+            raise CallFailed(
+                f"HTTP {exc.status_code}{_retry_after(exc)}: {_message(exc)}"
+            ) from None
         except openai.APITimeoutError:
-            raise CallFailed("timeout: no reply within the --timeout after retries") from None
+            raise CallFailed(
+                f"timeout: no reply within {self.timeout_s:g} s ({self.max_retries + 1} attempts)"
+            ) from None
         except openai.APIConnectionError as exc:
-            raise CallFailed(f"connection error after retries: {exc.__cause__ or exc}") from None
+            raise CallFailed(
+                f"connection error ({self.max_retries + 1} attempts): {_root_cause(exc)}"
+            ) from None
+        except openai.APIError as exc:
+            # langchain-openai re-raises a status error whose text says "exceeds the context
+            # window" as a bare APIError (OpenAIAPIContextOverflowError), without the status.
+            status = getattr(exc.__cause__, "status_code", None)
+            raise CallFailed(
+                f"HTTP {status}: {_message(exc)}" if status else _message(exc)
+            ) from None
+        except json.JSONDecodeError as exc:
+            # The SDK raises this for a 200 whose body is not JSON (a proxy page, a cut reply).
+            raise CallFailed(f"unreadable reply: not JSON ({exc})") from None
+        except IndexError:
+            # langchain-openai indexes generations[0]: a 200 with `"choices": []` lands here.
+            raise CallFailed("unreadable reply: the server returned no choices") from None
         except (ValueError, KeyError, TypeError) as exc:
-            # The SDK or langchain could not read the reply (invalid JSON, no choices).
+            # langchain could not read the reply: no `choices` key, `"choices": null`, an error
+            # object inside a 200.
             raise CallFailed(f"unreadable reply: {exc}") from None
         latency = time.perf_counter() - started
         usage = reply.usage_metadata or {}
@@ -129,6 +156,19 @@ class OpenAIChatClient:
         )
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error under the SDK's and langchain's wrappers (e.g. a reset connection)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _retry_after(exc: Any) -> str:
+    """' (Retry-After: 300 s)' when the server asked to wait: the SDK does not wait over 120 s."""
+    value = exc.response.headers.get("retry-after") if exc.status_code == 429 else None
+    return f" (Retry-After: {value} s)" if value else ""
+
+
 def _message(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
@@ -137,4 +177,6 @@ def _message(exc: Exception) -> str:
             return str(error["message"])
         if isinstance(body.get("detail"), str):
             return body["detail"]
+    if isinstance(body, str) and body.strip():  # a plain-text or HTML error page
+        return " ".join(body.split())[:300]
     return str(getattr(exc, "message", exc))

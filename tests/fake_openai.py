@@ -1,12 +1,17 @@
 """A small scripted OpenAI-compatible server for tests: real HTTP on loopback.
 
 It answers `GET /v1/models` and `POST /v1/chat/completions`, replays scripted replies (or a
-default one), and records every request body so tests can assert what was really sent.
+default one), and records every request body so tests can assert what was really sent. Faults
+(5xx, 429 with Retry-After, a hang, a reset connection, a 200 with a broken body, a context-length
+400) can be scripted for the next calls, or for the calls whose messages contain a given text.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +19,26 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
+Reply = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any] | Fault"]
+
+# llama.cpp's server says this when the prompt does not fit (HTTP 400, type exceed_context_size).
+LLAMA_CPP_CONTEXT_ERROR = {
+    "error": {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+    }
+}
+# OpenAI and vLLM say this instead.
+OPENAI_CONTEXT_ERROR = {
+    "error": {
+        "message": "This model's maximum context length is 4096 tokens. However, your messages "
+        "resulted in 5000 tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+}
 
 
 @dataclass
@@ -27,6 +51,60 @@ class Fault:
     hang_s: float = 0.0
     reset: bool = False
 
+    @classmethod
+    def server_error(cls, status: int = 500, message: str = "scripted failure") -> Fault:
+        return cls(status, json.dumps({"error": {"message": message}}))
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: float) -> Fault:
+        """A 429 with a `Retry-After` header (seconds)."""
+        body = json.dumps({"error": {"message": "rate limited", "type": "rate_limit_error"}})
+        return cls(429, body, {"Retry-After": f"{retry_after_s:g}"})
+
+    @classmethod
+    def hang(cls, seconds: float) -> Fault:
+        """Say nothing for `seconds`, then answer 200 with a valid reply (if anyone still waits)."""
+        return cls(200, "", hang_s=seconds)
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        """Read the request, then reset the TCP connection without answering."""
+        return cls(reset=True)
+
+    @classmethod
+    def invalid_json(cls) -> Fault:
+        """HTTP 200 with a body that is not JSON (a proxy's error page, a truncated reply)."""
+        return cls(200, '{"id": "chatcmpl-fake", "choices": [{"message": ')
+
+    @classmethod
+    def empty_choices(cls) -> Fault:
+        """HTTP 200 with a well-formed completion that has no choices."""
+        body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0}
+        return cls(200, json.dumps({**body, "model": "fake", "choices": []}))
+
+    @classmethod
+    def context_length(cls, style: str = "llama.cpp") -> Fault:
+        """HTTP 400: the prompt does not fit the context, as llama.cpp or OpenAI say it."""
+        body = LLAMA_CPP_CONTEXT_ERROR if style == "llama.cpp" else OPENAI_CONTEXT_ERROR
+        return cls(400, json.dumps(body))
+
+
+@dataclass
+class _Rule:
+    needle: str
+    model: str | None
+    replies: list[Reply | Fault]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout, killed process) leaves a broken pipe behind: expected.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeOpenAI:
     """Scripted OpenAI-compatible chat server.
@@ -34,7 +112,8 @@ class FakeOpenAI:
     Args:
         models: ids listed by `GET /v1/models`.
         gateway_endpoints: also play the gateway, listing these endpoints.
-        reply: default reply for chat requests: text, a Fault, or a function of the request body.
+        reply: default reply for chat requests: text, a Fault, or a function of the request body
+            (which may return a Fault).
         latency_s: sleep before answering each chat request.
     """
 
@@ -54,9 +133,15 @@ class FakeOpenAI:
         self.script: list[Reply | Fault] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []  # time.monotonic() at each chat request, as `requests`
+        self.answered = 0  # chat requests answered with a complete 200 reply
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most chat requests being served at the same time
+        self.max_in_flight_by_model: dict[str, int] = {}  # the same, per `model` in the request
+        self._in_flight_by_model: dict[str, int] = {}
+        self._rules: list[_Rule] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -72,10 +157,24 @@ class FakeOpenAI:
         with self._lock:
             return [r for r in self.requests if r.get("model") == model]
 
+    def calls_with(self, needle: str, model: str | None = None) -> list[dict[str, Any]]:
+        """The chat requests whose messages contain `needle` (and, if given, name `model`)."""
+        with self._lock:
+            return [r for r in self.requests if _matches(r, needle, model)]
+
     @property
     def chat_calls(self) -> int:
         with self._lock:
             return len(self.requests)
+
+    def script_for(self, needle: str, *replies: Reply | Fault, model: str | None = None) -> None:
+        """Answer the next calls whose messages contain `needle` with `replies`, in order.
+
+        Such rules are looked at before `script` and `reply`; `model` narrows them to the
+        candidate's model id or a judge endpoint's name.
+        """
+        with self._lock:
+            self._rules.append(_Rule(needle, model, list(replies)))
 
     def start(self) -> FakeOpenAI:
         self._thread.start()
@@ -94,7 +193,14 @@ class FakeOpenAI:
     def _next_reply(self, body: dict[str, Any]) -> Reply | Fault:
         with self._lock:
             self.requests.append(body)
-            reply = self.script.pop(0) if self.script else self.reply
+            self.times.append(time.monotonic())
+            rule = next(
+                (r for r in self._rules if r.replies and _matches(body, r.needle, r.model)), None
+            )
+            if rule is not None:
+                reply = rule.replies.pop(0)
+            else:
+                reply = self.script.pop(0) if self.script else self.reply
         if callable(reply) and not isinstance(reply, Fault):
             reply = reply(body)
         return reply
@@ -104,6 +210,9 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, the body waited for the
+            # client's delayed ACK, 40+ ms a call on Linux loopback (real servers set NODELAY).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -117,6 +226,14 @@ class FakeOpenAI:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _reset(self) -> None:
+                # SO_LINGER 0: close() sends a TCP RST, the client reads "connection reset by peer".
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/api/2.0/endpoints" and fake.gateway_endpoints:
@@ -137,8 +254,23 @@ class FakeOpenAI:
                     self._send(404, '{"error": {"message": "not found"}}')
                     return
                 body = json.loads(raw)
+                model = str(body.get("model", ""))
                 with fake._lock:
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    now = fake._in_flight_by_model.get(model, 0) + 1
+                    fake._in_flight_by_model[model] = now
+                    most = fake.max_in_flight_by_model.get(model, 0)
+                    fake.max_in_flight_by_model[model] = max(most, now)
+                try:
+                    self._answer(body)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+                        fake._in_flight_by_model[model] -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
                 reply = fake._next_reply(body)
                 if fake.latency_s:
                     time.sleep(fake.latency_s)
@@ -146,11 +278,12 @@ class FakeOpenAI:
                     if reply.hang_s:
                         time.sleep(reply.hang_s)
                     if reply.reset:
-                        self.connection.shutdown(2)
-                        self.close_connection = True
+                        self._reset()
                         return
-                    self._send(reply.status, reply.body, reply.headers)
-                    return
+                    if reply.status != 200 or reply.body:
+                        self._send(reply.status, reply.body, reply.headers)
+                        return
+                    reply = "A late answer."
                 if isinstance(reply, str):
                     reply = {"content": reply}
                 content = reply.get("content", "")
@@ -177,5 +310,13 @@ class FakeOpenAI:
                     },
                 }
                 self._send(200, json.dumps(payload))
+                with fake._lock:
+                    fake.answered += 1
 
         return Handler
+
+
+def _matches(body: dict[str, Any], needle: str, model: str | None) -> bool:
+    if model is not None and body.get("model") != model:
+        return False
+    return any(needle in str(m.get("content", "")) for m in body.get("messages", []))
