@@ -23,6 +23,11 @@ ANSWER = "answer"
 OUTPUT_COLUMNS = ("candidate_error", "latency_s", "prompt_tokens", "completion_tokens", "cached")
 
 
+def answer_failed(error: Any) -> bool:
+    """Whether a row's `candidate_error` cell says the call failed ("" or a missing cell: no)."""
+    return isinstance(error, str) and error != ""
+
+
 @dataclass(frozen=True)
 class CandidateSettings:
     """What the candidate is: everything that changes its answers."""

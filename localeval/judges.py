@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import defaults, stats
-from .candidate import Runtime, make_client
+from .candidate import Runtime, answer_failed, make_client
 from .client import CallFailed, ChatClient, Endpoint
 from .config import JudgeSpec
 from .errors import ConfigError, EvalError
@@ -359,7 +359,7 @@ class Judge:
         values = {c: list(v) for c, v in zip(d.grading_context_columns, context)}
         payloads = [
             None
-            if error
+            if answer_failed(error)
             else d.prompt.format(
                 input=(question if d.include_input else None),
                 output=answer,

@@ -51,6 +51,48 @@ def _readability_unavailable() -> str | None:
     return None
 
 
+def _answered_rows_only(builtin: Any, has_targets: bool) -> Any:
+    """An MLflow built-in metric computed over the rows the candidate answered.
+
+    MLflow's own would score a failed row's empty answer (exact_match 0.75 instead of 1.0 with one
+    row failed of four); failed rows are counted in `candidate/failed_rows` instead.
+    """
+    import pandas as pd
+    from mlflow.metrics import MetricValue, make_metric
+
+    from .candidate import answer_failed
+
+    def eval_fn(predictions: Any, metrics: Any, candidate_error: Any, *targets: Any) -> Any:
+        # MLflow's first-row check passes one prediction but whole extra-output columns.
+        keep = [not answer_failed(error) for error in candidate_error][: len(predictions)]
+        answered = pd.Series([p for p, k in zip(predictions, keep) if k], dtype=object)
+        target = (
+            pd.Series([t for t, k in zip(targets[0], keep) if k], dtype=object) if targets else None
+        )
+        if answered.empty:
+            return MetricValue(scores=[None] * len(keep))
+        value = builtin.eval_fn(answered, target, metrics)
+        if value is None or value.scores is None:
+            return value
+        scores = iter(value.scores)
+        return MetricValue(
+            scores=[next(scores) if k else None for k in keep],
+            justifications=value.justifications,
+            aggregate_results=value.aggregate_results,
+        )
+
+    names = ("predictions", "metrics", "candidate_error", *(("targets",) if has_targets else ()))
+    eval_fn.__signature__ = Signature(  # type: ignore[attr-defined]
+        [Parameter(n, Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    )
+    return make_metric(
+        eval_fn=eval_fn,
+        greater_is_better=builtin.greater_is_better,
+        name=builtin.name,
+        version=builtin.version,
+    )
+
+
 def offline_metrics(has_targets: bool) -> tuple[list[Any], list[str]]:
     """The metrics that can run here, and one line for each that cannot, saying why."""
     import mlflow.metrics as m
@@ -58,11 +100,14 @@ def offline_metrics(has_targets: bool) -> tuple[list[Any], list[str]]:
     chosen: list[Any] = []
     skipped: list[str] = []
     if has_targets:
-        chosen.append(m.exact_match())
+        chosen.append(_answered_rows_only(m.exact_match(), has_targets))
     else:
         skipped.append("exact_match skipped: the data has no ground truth")
     if (why := _readability_unavailable()) is None:
-        chosen += [m.flesch_kincaid_grade_level(), m.ari_grade_level()]
+        chosen += [
+            _answered_rows_only(m.flesch_kincaid_grade_level(), has_targets),
+            _answered_rows_only(m.ari_grade_level(), has_targets),
+        ]
     else:
         skipped.append(f"flesch_kincaid and ari skipped: {why}")
     chosen += [

@@ -6,6 +6,7 @@ import math
 import textwrap
 from typing import Any
 
+from .candidate import answer_failed
 from .runner import ModelResult, Outcome
 
 WIDTH = 100
@@ -44,7 +45,7 @@ def format_rows(result: ModelResult) -> str:
     lines = []
     for index, row in table.iterrows():
         lines.append(f"[{index + 1}] " + " ".join(str(row["inputs"]).split()))
-        if row.get("candidate_error"):
+        if answer_failed(row.get("candidate_error")):
             lines.append(_wrap("FAILED", row["candidate_error"]))
         else:
             lines.append(_wrap("answer", row["answer"]))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import defaults
 from . import stack as stack_mod
-from .candidate import ANSWER, CandidateSettings, Runtime
+from .candidate import ANSWER, CandidateSettings, Runtime, answer_failed
 from .config import EvalConfig, ModelSpec
 from .dataset import Columns, Dataset, load_dataset
 from .errors import ConfigError
@@ -199,7 +199,7 @@ def _evaluate_model(
                 raise fatal from None
             raise
         table = result.tables["eval_results_table"]
-        failed = int((table["candidate_error"].fillna("") != "").sum())
+        failed = sum(answer_failed(e) for e in table["candidate_error"])
         extra = {"candidate/failed_rows": float(failed)}
         latency = float(table["latency_s"].fillna(0).sum())
         if latency > 0:  # the server's generation speed over the rows it answered

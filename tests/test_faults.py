@@ -139,11 +139,6 @@ def test_candidate_fault_ends_scored_or_failed_and_rerun_finishes(
     assert [r["answer_similarity/v1/score"] for r in rows] == [4.0] * ROWS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.py: MLflow's exact_match, flesch_kincaid and ari score a failed row's empty "
-    "answer (exact_match 0.75 here, not 1.0); the judges and usage metrics do exclude it",
-)
 def test_failed_row_is_excluded_from_heuristic_aggregates(
     fake, args, capsys, tracking_uri, request
 ):
