@@ -396,6 +396,7 @@ class Judge:
                 out["mean_spread"] = float(sum(spreads) / len(spreads))
         if len(self.definition.endpoints) > 1:
             out.update(_agreement(rows, self.definition.endpoints))
+        out["failed_rows"] = float(len(self.failed_rows()))
         prompt = sum(r.prompt_tokens for r in rows)
         completion = sum(r.completion_tokens for r in rows)
         latency = sum(r.latency_s for r in rows)
@@ -404,6 +405,14 @@ class Judge:
         if latency > 0:
             out["judge_tokens_per_s"] = completion / latency
         return out
+
+    def failed_rows(self) -> set[int]:
+        """Rows of the last grading where a judge call failed after retries."""
+        return {
+            i
+            for i, r in enumerate(self.last)
+            if any(s.reason == JUDGE_ERROR for v in r.by_endpoint.values() for s in v)
+        }
 
     def verdicts(self) -> list[dict[str, Any]]:
         """Every verdict of the last grading, for the run's `judge_verdicts/<name>.json`."""

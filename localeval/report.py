@@ -89,7 +89,10 @@ def format_outcome(outcome: Outcome) -> str:
         parts.append("Aggregated metrics:\n" + format_metrics(result.metrics))
         parts.append("\nPer-row results:\n" + format_rows(result))
         if result.failed_rows:
-            parts.append(f"\n{result.failed_rows} row(s) failed after retries (see FAILED above).")
+            parts.append(
+                f"\n{result.failed_rows} row(s) failed after retries (FAILED answers or "
+                "'unscored: judge_error' verdicts above)."
+            )
     if len(outcome.results) > 1:
         parts.append("\nComparison (model × metric):\n" + format_comparison(outcome.results))
     for c in outcome.comparisons:

@@ -199,8 +199,13 @@ def _evaluate_model(
                 raise fatal from None
             raise
         table = result.tables["eval_results_table"]
-        failed = sum(answer_failed(e) for e in table["candidate_error"])
-        extra = {"candidate/failed_rows": float(failed)}
+        candidate_failed = {i for i, e in enumerate(table["candidate_error"]) if answer_failed(e)}
+        judge_failed = set().union(*(j.failed_rows() for j in judges))
+        failed = len(candidate_failed | judge_failed)  # a row fails if any of its calls did
+        extra = {
+            "candidate/failed_rows": float(len(candidate_failed)),
+            "failed_rows": float(failed),
+        }
         latency = float(table["latency_s"].fillna(0).sum())
         if latency > 0:  # the server's generation speed over the rows it answered
             tokens = float(table["completion_tokens"].fillna(0).sum())

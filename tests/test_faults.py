@@ -219,7 +219,7 @@ def test_judge_fault_leaves_row_unscored_with_reason_and_rerun_asks_only_that_ju
     # The judge prompt carries the row's answer: "Answer to Question 2?".
     fake.script_for(FAULTY, *faults, model=JUDGE)
     code, _, err = evaluate(args, capsys)
-    assert "Traceback" not in err
+    assert code == 3 and "Traceback" not in err  # a verdict that failed is a failed row
     assert len(fake.calls_with(FAULTY, model=JUDGE)) == attempts
     metrics, rows = _latest(tracking_uri, request.node.name)
     assert [r["inputs"] for r in rows] == [f"Question {i}?" for i in range(1, ROWS + 1)]
@@ -232,6 +232,8 @@ def test_judge_fault_leaves_row_unscored_with_reason_and_rerun_asks_only_that_ju
             assert row["answer_similarity/v1/score"] == 4.0
     assert metrics["answer_similarity/v1/mean"] == 4.0
     assert metrics["answer_similarity/v1/unscored_ratio"] == 1 / ROWS
+    assert metrics["failed_rows"] == 1 and metrics["candidate/failed_rows"] == 0
+    assert metrics["answer_similarity/v1/failed_rows"] == 1
 
     before = _calls(fake)
     code, _, err = evaluate(args, capsys)
