@@ -37,9 +37,12 @@ class CandidateSettings:
     system_prompt: str
     temperature: float
     max_tokens: int
+    server_id: str | None = None
 
     def endpoint(self) -> Endpoint:
-        return Endpoint(self.base_url, self.model, self.temperature, self.max_tokens)
+        return Endpoint(
+            self.base_url, self.model, self.temperature, self.max_tokens, server_id=self.server_id
+        )
 
 
 @dataclass(frozen=True)

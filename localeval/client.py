@@ -53,10 +53,13 @@ class Endpoint:
     temperature: float
     max_tokens: int
     extra_body: dict[str, Any] = field(default_factory=dict)
+    # What the server is, when its URL does not say it: the servers we start get a new port each
+    # run, and a gateway endpoint's name does not say which model answers behind it.
+    server_id: str | None = None
 
     def identity(self) -> dict[str, Any]:
         return {
-            "base_url": self.base_url.rstrip("/"),
+            "base_url": self.server_id or self.base_url.rstrip("/"),
             "model": self.model,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,

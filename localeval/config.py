@@ -23,6 +23,7 @@ class ModelSpec:
 
     id: str
     base_url: str
+    server_id: str | None = None  # a stable name for a server we started (the cache key)
 
 
 @dataclass(frozen=True)

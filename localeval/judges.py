@@ -59,6 +59,7 @@ class JudgeOptions:
     gateway_url: str
     judge_format: str = defaults.JUDGE_FORMAT
     repeats: int = defaults.JUDGE_REPEATS
+    server_ids: dict[str, str] = field(default_factory=dict)  # endpoint -> what answers there
 
 
 def _from_mlflow(
@@ -289,19 +290,22 @@ class Judge:
         self._json_refused = False
 
     def _client(self, endpoint: str) -> dict[str, ChatClient]:
-        base = self.options.gateway_url.rstrip("/") + "/v1"
         d = self.definition
+
+        def client(extra: dict[str, Any]) -> ChatClient:
+            base = self.options.gateway_url.rstrip("/") + "/v1"
+            server_id = self.options.server_ids.get(endpoint)
+            return make_client(
+                Endpoint(base, endpoint, d.temperature, d.max_tokens, extra, server_id),
+                self.runtime,
+            )
+
         out = {}
         for repeat in range(self.options.repeats):
             # A distinct seed per repeat: K real samples, each cached under its own key.
             extra: dict[str, Any] = {"seed": repeat} if self.options.repeats > 1 else {}
-            out[f"text{repeat}"] = make_client(
-                Endpoint(base, endpoint, d.temperature, d.max_tokens, extra), self.runtime
-            )
-            json_extra = {**extra, "response_format": {"type": "json_object"}}
-            out[f"json{repeat}"] = make_client(
-                Endpoint(base, endpoint, d.temperature, d.max_tokens, json_extra), self.runtime
-            )
+            out[f"text{repeat}"] = client(extra)
+            out[f"json{repeat}"] = client({**extra, "response_format": {"type": "json_object"}})
         return out
 
     def _ask(self, endpoint: str, repeat: int, payload: str, usage: RowVerdicts) -> Score:

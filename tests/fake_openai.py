@@ -128,6 +128,7 @@ class FakeOpenAI:
         # When set, it also answers like an MLflow AI Gateway: GET /api/2.0/endpoints/ lists these
         # (name -> endpoint_type) and chat calls name the endpoint in `model`.
         self.gateway_endpoints = gateway_endpoints
+        self.gateway_models: dict[str, str] = {}  # endpoint -> upstream model name it reports
         self.reply = reply
         self.latency_s = latency_s
         self.script: list[Reply | Fault] = []
@@ -238,7 +239,12 @@ class FakeOpenAI:
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/api/2.0/endpoints" and fake.gateway_endpoints:
                     data = [
-                        {"name": n, "endpoint_type": t} for n, t in fake.gateway_endpoints.items()
+                        {
+                            "name": n,
+                            "endpoint_type": t,
+                            "model": {"provider": "openai", "name": fake.gateway_models.get(n, n)},
+                        }
+                        for n, t in fake.gateway_endpoints.items()
                     ]
                     self._send(200, json.dumps({"endpoints": data}))
                 elif self.path.rstrip("/").endswith("/models"):

@@ -326,3 +326,27 @@ def test_killed_run_resumes_asking_only_for_rows_not_stored(
     metrics = _metrics(tracking_uri, request.node.name)
     assert metrics["candidate/failed_rows"] == 0
     assert metrics["answer_similarity/v1/unscored_ratio"] == 0.0
+
+
+def test_server_id_replaces_the_url_in_the_key():
+    """Regression: the embedded servers get a new port each run, so their URL in the key made
+    every run miss the cache."""
+    from localeval.cache import cache_key
+    from localeval.client import Endpoint
+
+    messages = [{"role": "user", "content": "q"}]
+    a = Endpoint("http://127.0.0.1:4001/v1", "m", 0.0, 5, server_id="embedded|abc")
+    b = Endpoint("http://127.0.0.1:4002/v1", "m", 0.0, 5, server_id="embedded|abc")
+    c = Endpoint("http://127.0.0.1:4002/v1", "m", 0.0, 5, server_id="embedded|xyz")
+    assert cache_key(a, messages) == cache_key(b, messages) != cache_key(c, messages)
+
+
+def test_changing_the_model_behind_a_gateway_endpoint_invalidates_verdicts(fake, run_args, capsys):
+    fake.gateway_models["chat"] = "judge-a"
+    assert evaluate(run_args, capsys)[0] == 0
+    assert len(fake.calls_for("chat")) == 2
+    assert evaluate(run_args, capsys)[0] == 0
+    assert len(fake.calls_for("chat")) == 2  # same judge model: verdicts from the cache
+    fake.gateway_models["chat"] = "judge-b"  # `name:` changed in gateway_config.yaml
+    assert evaluate(run_args, capsys)[0] == 0
+    assert len(fake.calls_for("chat")) == 4  # a new judge grades again

@@ -146,3 +146,24 @@ def test_embedded_stack_json_verdicts_with_repeats(tmp_path):
         ).read_text()
     )
     assert len(verdicts) == 2 and all(len(row["chat"]) == 3 for row in verdicts)
+
+
+@pytest.mark.slow
+def test_embedded_stack_rerun_is_answered_from_the_cache(tmp_path):
+    """Regression: the embedded servers' random ports were part of the cache key."""
+    import sqlite3
+
+    args = ["--stack", "embedded", "--max-tokens", "32", "--quiet"]
+    first = _entry(args, tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    db = tmp_path / ".mlflow_eval_cache" / "replies.sqlite"
+    count = sqlite3.connect(db).execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    assert count >= 4  # two answers and two verdicts
+    second = _entry(args, tmp_path, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM replies").fetchone()[0] == count
+
+    def answers(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line.strip().startswith("answer:")]
+
+    assert answers(first.stdout) == answers(second.stdout)
