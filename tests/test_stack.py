@@ -167,3 +167,14 @@ def test_embedded_stack_rerun_is_answered_from_the_cache(tmp_path):
         return [line for line in out.splitlines() if line.strip().startswith("answer:")]
 
     assert answers(first.stdout) == answers(second.stdout)
+
+
+def test_telemetry_is_off_for_us_and_our_servers_unless_the_user_opts_in(monkeypatch):
+    from localeval import stack
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    env = stack._child_env()
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's explicit choice stands
+    assert stack._child_env()["MLFLOW_DISABLE_TELEMETRY"] == "false"
