@@ -8,14 +8,12 @@ time. Logging needs no LLM call: a signature is given instead of an input exampl
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
 
-from .cache import CachedClient, ReplyCache
-from .client import CallFailed, ChatClient, Endpoint, OpenAIChatClient
+from .client import CallFailed, Endpoint, Runtime, make_client
 from .pool import map_ordered
 
 ANSWER = "answer"
@@ -43,28 +41,6 @@ class CandidateSettings:
         return Endpoint(
             self.base_url, self.model, self.temperature, self.max_tokens, server_id=self.server_id
         )
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How to call it: concurrency, timeouts, retries and the cache (no effect on answers)."""
-
-    concurrency: int = 4
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    cache_dir: str | None = None  # None: no cache
-    refresh: bool = False
-    quiet: bool = False
-
-
-def make_client(endpoint: Endpoint, runtime: Runtime) -> ChatClient:
-    """The chat client for an endpoint, behind the reply cache when one is configured."""
-    client: ChatClient = OpenAIChatClient(endpoint, runtime.timeout_s, runtime.max_retries)
-    if runtime.cache_dir is not None:
-        client = CachedClient(
-            client, endpoint, ReplyCache(Path(runtime.cache_dir)), runtime.refresh
-        )
-    return client
 
 
 class LocalChatModel(mlflow.pyfunc.PythonModel):

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import defaults
@@ -65,6 +66,30 @@ class Endpoint:
             "max_tokens": self.max_tokens,
             "extra_body": self.extra_body,
         }
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to call a model: concurrency, timeouts, retries and the cache (no effect on answers)."""
+
+    concurrency: int = defaults.CONCURRENCY
+    timeout_s: float = defaults.TIMEOUT_S
+    max_retries: int = defaults.MAX_RETRIES
+    cache_dir: str | None = None  # None: no cache
+    refresh: bool = False
+    quiet: bool = False
+
+
+def make_client(endpoint: Endpoint, runtime: Runtime) -> ChatClient:
+    """The chat client for an endpoint, behind the reply cache when one is configured."""
+    from .cache import CachedClient, ReplyCache  # cache builds on this module's types
+
+    client: ChatClient = OpenAIChatClient(endpoint, runtime.timeout_s, runtime.max_retries)
+    if runtime.cache_dir is not None:
+        client = CachedClient(
+            client, endpoint, ReplyCache(Path(runtime.cache_dir)), runtime.refresh
+        )
+    return client
 
 
 def api_key() -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import defaults, stats
-from .candidate import Runtime, answer_failed, make_client
-from .client import CallFailed, ChatClient, Endpoint
+from .candidate import answer_failed
+from .client import CallFailed, ChatClient, Endpoint, Runtime, make_client
 from .config import JudgeSpec
 from .errors import ConfigError, EvalError
 from .pool import map_ordered

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import defaults
 from . import stack as stack_mod
-from .candidate import ANSWER, CandidateSettings, Runtime, answer_failed
+from .candidate import ANSWER, CandidateSettings, answer_failed
+from .client import Runtime
 from .config import EvalConfig, ModelSpec
 from .dataset import Columns, Dataset, load_dataset
 from .errors import ConfigError

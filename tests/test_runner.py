@@ -109,7 +109,8 @@ def test_placeholder_key_when_environment_has_none(fake, run_args, capsys, monke
 def test_logging_the_model_makes_no_llm_call(fake, tracking_uri):
     import mlflow
 
-    from localeval.candidate import CandidateSettings, Runtime, log_candidate
+    from localeval.candidate import CandidateSettings, log_candidate
+    from localeval.client import Runtime
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("log-only")
