@@ -79,6 +79,8 @@ def _quiet_mlflow() -> None:
     # We log a signature on purpose: an input example would make an LLM call at log time.
     warnings.filterwarnings("ignore", message=".*input example was not provided.*")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    # MLflow draws a "Downloading artifacts" bar each time evaluate loads the logged model.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("alembic", "httpx", "openai"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
