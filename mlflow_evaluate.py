@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(
-            "interrupted: servers we started were stopped; answers received so far are cached.",
+            "interrupted: servers we started were stopped; answers received so far are cached "
+            "(unless --no-cache) and a re-run asks only for the rest.",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
