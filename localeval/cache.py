@@ -1,12 +1,13 @@
 """A persistent cache of chat replies, so a re-run or a resumed run pays only for what is missing.
 
 Replies are written as they arrive (one SQLite row each, WAL mode), so a run killed half way keeps
-every answer it received. The key covers everything that changes a reply: the server URL, the model
-id, every generation parameter and the full messages.
+every answer it received. The key covers everything that changes a reply: the server (its URL, or
+a stable id for a server we started), the model id, every generation parameter and the messages.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -75,6 +76,13 @@ class ReplyCache:
                 "INSERT OR REPLACE INTO replies (key, response) VALUES (?, ?)",
                 (key, json.dumps(asdict(replace(response, cached=False)))),
             )
+
+
+@functools.cache
+def open_cache(folder: Path) -> ReplyCache:
+    """One ReplyCache per folder for the whole process: every client (the candidate, each judge
+    endpoint, format and repeat) shares its connections instead of opening the file again."""
+    return ReplyCache(folder)
 
 
 class CachedClient:

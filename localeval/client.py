@@ -82,12 +82,12 @@ class Runtime:
 
 def make_client(endpoint: Endpoint, runtime: Runtime) -> ChatClient:
     """The chat client for an endpoint, behind the reply cache when one is configured."""
-    from .cache import CachedClient, ReplyCache  # cache builds on this module's types
+    from .cache import CachedClient, open_cache  # cache builds on this module's types
 
     client: ChatClient = OpenAIChatClient(endpoint, runtime.timeout_s, runtime.max_retries)
     if runtime.cache_dir is not None:
         client = CachedClient(
-            client, endpoint, ReplyCache(Path(runtime.cache_dir)), runtime.refresh
+            client, endpoint, open_cache(Path(runtime.cache_dir).resolve()), runtime.refresh
         )
     return client
 

@@ -283,11 +283,13 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     models = config.models
     embedded_url: str | None = None
 
-    def answering(spec: ModelSpec) -> bool:
-        return config.stack != "embedded" and list_models(spec.base_url) is not None
-
-    if config.stack != "external" and not all(answering(m) for m in models):
-        missing = [m for m in models if not answering(m)]
+    # Probed once per server: which candidates already answer (none count on --stack embedded).
+    answering = {
+        m.base_url: config.stack != "embedded" and list_models(m.base_url) is not None
+        for m in models
+    }
+    missing = [m for m in models if not answering[m.base_url]]
+    if config.stack != "external" and missing:
         if config.model_given and any(m.id != defaults.EMBEDDED_MODEL_ID for m in missing):
             ids = ", ".join(m.id for m in missing)
             raise PreflightError(
@@ -301,7 +303,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         embedded_url = service.url
         started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
         embedded = ModelSpec(defaults.EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
-        models = tuple(m if answering(m) else embedded for m in models)
+        models = tuple(m if answering[m.base_url] else embedded for m in models)
 
     gateway_url = config.gateway_url
     embedded_judge = False
