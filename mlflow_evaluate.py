@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import TYPE_CHECKING
 
+from localeval.config import resolve
 from localeval.errors import EXIT_INTERRUPTED, EXIT_OK, EvalError, GateFailed, RowsFailed
-
-if TYPE_CHECKING:
-    from localeval.runner import Outcome
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -20,34 +17,19 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _write_files(outcome: Outcome) -> None:
-    """--report and --output, written before any exit code is decided (a CI gate reads them)."""
-    config = outcome.config
-    if config.report is not None:
-        from localeval.html_report import write_report
-
-        print(f"HTML report: {write_report(outcome, config.report)}")
-    if config.output is not None:
-        from localeval.export import write_exports
-
-        rows, aggregates = write_exports(outcome, config.output)
-        print(f"Per-row results: {rows}\nAggregates: {aggregates}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    from localeval.config import resolve
-
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
-
     try:
         config = resolve(argv)
-        from localeval.report import format_outcome
+        # Imported after the flags are read: --help must not pay for MLflow's import.
+        from localeval.publish import publish
         from localeval.runner import run
+        from localeval.tracking import quiet_mlflow
 
-        outcome = run(config)
-        print(format_outcome(outcome))
-        _write_files(outcome)
+        with quiet_mlflow():
+            outcome = run(config)
+            publish(outcome, config)
         if outcome.gate_failures:
             raise GateFailed(
                 "The --fail-under gate failed (everything was logged first):\n  "

@@ -1,15 +1,17 @@
 """Evaluate a local LLM with LLM-as-a-judge metrics in MLflow, the judge behind an AI Gateway.
 
-Data flow, one module each: config → dataset → candidate (answers) → judges (verdicts) →
-runner (the MLflow run) → report. `stack` starts the embedded servers; `client` and `cache` are
-the one transport the candidate and the judges share.
+Data flow, one module each: config → dataset → candidate (answers) → grading (verdicts) →
+tracking (the MLflow run) → report, html_report, export. `types` holds what they all share;
+`stack` starts the embedded servers; `client`, `cache` and `transport` are the one way the
+candidate and the judges call a model.
 """
 
-from .config import EvalConfig, JudgeSpec, ModelSpec, resolve
-from .dataset import Columns, Dataset, Sample, load_dataset
+from .config import EvalConfig, resolve
+from .dataset import Columns, load_dataset
 from .errors import EvalError
 from .stats import bootstrap_ci, cohen_kappa_quadratic, krippendorff_alpha, paired_bootstrap
-from .verdict import Score, parse_json_verdict, parse_verdict
+from .types import Dataset, JudgeSpec, ModelSpec, RowResult, Sample, Score
+from .verdict import parse_json_verdict, parse_verdict
 
 __all__ = [
     "Columns",
@@ -18,6 +20,7 @@ __all__ = [
     "EvalError",
     "JudgeSpec",
     "ModelSpec",
+    "RowResult",
     "Sample",
     "Score",
     "bootstrap_ci",

@@ -7,7 +7,6 @@ a stable id for a server we started), the model id, every generation parameter a
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import sqlite3
@@ -36,6 +35,8 @@ class ReplyCache:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "replies.sqlite"
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's, closed by close()
+        self._lock = threading.Lock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -52,12 +53,22 @@ class ReplyCache:
         if conn is None:
             # One connection per thread; the 30 s busy timeout covers other writers (threads and
             # processes) holding the write lock for one short INSERT each.
-            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             # In WAL mode NORMAL still survives a killed process (only power loss can drop the
             # last commits) and saves an fsync per reply.
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
         return conn
+
+    def close(self) -> None:
+        """Close every thread's connection (a closed cache opens new ones if used again)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
 
     def get(self, key: str) -> ChatResponse | None:
         row = self._conn().execute("SELECT response FROM replies WHERE key = ?", (key,)).fetchone()
@@ -76,13 +87,6 @@ class ReplyCache:
                 "INSERT OR REPLACE INTO replies (key, response) VALUES (?, ?)",
                 (key, json.dumps(asdict(replace(response, cached=False)))),
             )
-
-
-@functools.cache
-def open_cache(folder: Path) -> ReplyCache:
-    """One ReplyCache per folder for the whole process: every client (the candidate, each judge
-    endpoint, format and repeat) shares its connections instead of opening the file again."""
-    return ReplyCache(folder)
 
 
 class CachedClient:

@@ -1,29 +1,28 @@
-"""The local LLM under test, wrapped as an MLflow pyfunc model (as in the article, done right).
+"""The local LLM under test: its answers, and the same model wrapped as an MLflow pyfunc model.
 
 The logged model holds the generation settings (server URL, model id, system prompt, temperature,
 max tokens) and runtime options, never an API key: the key is read from the environment at call
-time. Logging needs no LLM call: a signature is given instead of an input example.
+time. Logging needs no LLM call: a signature is given instead of an input example. Inside a run,
+the model `mlflow.evaluate` calls is answered from the run's memo (see `transport`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
-from .client import CallFailed, Endpoint, Runtime, make_client
+from .client import CallFailed, ChatClient, Endpoint, Runtime, call_of
 from .pool import map_ordered
-
-ANSWER = "answer"
-# Extra output columns; mlflow.evaluate keeps them in the eval table and hands them to metrics.
-OUTPUT_COLUMNS = ("candidate_error", "latency_s", "prompt_tokens", "completion_tokens", "cached")
-
-
-def answer_failed(error: Any) -> bool:
-    """Whether a row's `candidate_error` cell says the call failed ("" or a missing cell: no)."""
-    return isinstance(error, str) and error != ""
+from .transport import Transport, client_for
+from .types import ANSWER, ANSWER_COLUMNS, INPUTS, Answer, Call
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,58 @@ class CandidateSettings:
             self.base_url, self.model, self.temperature, self.max_tokens, server_id=self.server_id
         )
 
+    def messages(self, question: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": str(question)},
+        ]
+
+
+def ask(client: ChatClient, settings: CandidateSettings, question: str) -> Answer:
+    """One row's answer, or the failure after retries as a value."""
+    started = time.time()
+    try:
+        reply = client.complete(settings.messages(question))
+    except CallFailed as exc:
+        return Answer(None, exc.reason, Call(started, time.time() - started))
+    return Answer(reply.text, None, call_of(reply, started))
+
+
+def answer_all(
+    settings: CandidateSettings,
+    questions: Sequence[str],
+    transport: Transport,
+    concurrency: int,
+    quiet: bool = False,
+) -> list[Answer]:
+    """Every row's answer, `concurrency` calls at a time, in the rows' order."""
+    client = transport.client(settings.endpoint())
+    return map_ordered(
+        lambda question: ask(client, settings, question),
+        list(questions),
+        concurrency,
+        desc=f"answers ({settings.model})",
+        quiet=quiet,
+    )
+
+
+def answer_frame(answers: Sequence[Answer]) -> pd.DataFrame:
+    """The answers as the pyfunc model's output columns (MLflow keeps them in its table)."""
+    rows = []
+    for a in answers:
+        call = a.call if not a.failed else None
+        rows.append(
+            {
+                ANSWER: a.text or "",
+                "candidate_error": a.error or "",
+                "latency_s": None if call is None else call.latency_s,
+                "prompt_tokens": None if call is None else call.prompt_tokens,
+                "completion_tokens": None if call is None else call.completion_tokens,
+                "cached": False if call is None else call.cached,
+            }
+        )
+    return pd.DataFrame(rows, columns=[ANSWER, *ANSWER_COLUMNS])
+
 
 class LocalChatModel(mlflow.pyfunc.PythonModel):
     """Answers each row of the `inputs` column with one chat call to the local server."""
@@ -53,46 +104,25 @@ class LocalChatModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        client = make_client(self.settings.endpoint(), self.runtime)
-        system = {"role": "system", "content": self.settings.system_prompt}
-
-        def answer(question: str) -> dict[str, Any]:
-            try:
-                reply = client.complete([system, {"role": "user", "content": str(question)}])
-            except CallFailed as exc:
-                return {
-                    ANSWER: "",
-                    "candidate_error": exc.reason,
-                    "latency_s": None,
-                    "prompt_tokens": None,
-                    "completion_tokens": None,
-                    "cached": False,
-                }
-            return {
-                ANSWER: reply.text,
-                "candidate_error": "",
-                "latency_s": reply.latency_s,
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-                "cached": reply.cached,
-            }
-
-        rows = map_ordered(
-            answer,
-            list(model_input["inputs"]),
-            self.runtime.concurrency,
-            desc=f"answers ({self.settings.model})",
-            quiet=self.runtime.quiet,
-        )
-        return pd.DataFrame(rows, columns=[ANSWER, *OUTPUT_COLUMNS])
+        client, own = client_for(self.settings.endpoint(), self.runtime)
+        try:
+            answers = map_ordered(
+                lambda question: ask(client, self.settings, question),
+                list(model_input[INPUTS]),
+                self.runtime.concurrency,
+                desc=f"answers ({self.settings.model})",
+                # Inside our run every answer is already in the memo: no bar for lookups.
+                quiet=self.runtime.quiet or own is None,
+            )
+        finally:
+            if own is not None:
+                own.close()
+        return answer_frame(answers)
 
 
-def signature() -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
+def signature() -> ModelSignature:
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "inputs")]),
+        inputs=Schema([ColSpec("string", INPUTS)]),
         outputs=Schema(
             [
                 ColSpec("string", ANSWER),
@@ -108,8 +138,6 @@ def signature() -> Any:
 
 def pip_requirements() -> list[str]:
     # Given explicitly: inferring them loads the model in a subprocess (seconds per run).
-    from importlib.metadata import version
-
     return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "langchain-openai", "pandas")]
 
 

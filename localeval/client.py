@@ -10,13 +10,19 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from . import defaults
+import openai
+from langchain_openai import ChatOpenAI
+
+from .config import EvalConfig
 from .errors import ServerError
+from .types import Call
 
 Message = dict[str, str]
+API_KEY_ENV = "OPENAI_API_KEY"
+# Local servers accept any key; the OpenAI client refuses to start without one.
+PLACEHOLDER_API_KEY = "local-no-key"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,18 @@ class ChatResponse:
     latency_s: float = 0.0
     finish_reason: str | None = None
     cached: bool = False
+
+
+def call_of(reply: ChatResponse, started: float) -> Call:
+    """The typed record of one chat call that got a reply."""
+    return Call(
+        started=started,
+        latency_s=reply.latency_s,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        cached=reply.cached,
+        finish_reason=reply.finish_reason,
+    )
 
 
 class CallFailed(Exception):
@@ -68,33 +86,36 @@ class Endpoint:
         }
 
 
+def _default(name: str) -> Any:
+    return EvalConfig.__dataclass_fields__[name].default
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How to call a model: concurrency, timeouts, retries and the cache (no effect on answers)."""
 
-    concurrency: int = defaults.CONCURRENCY
-    timeout_s: float = defaults.TIMEOUT_S
-    max_retries: int = defaults.MAX_RETRIES
+    concurrency: int = _default("concurrency")
+    timeout_s: float = _default("timeout")
+    max_retries: int = _default("max_retries")
     cache_dir: str | None = None  # None: no cache
     refresh: bool = False
     quiet: bool = False
 
-
-def make_client(endpoint: Endpoint, runtime: Runtime) -> ChatClient:
-    """The chat client for an endpoint, behind the reply cache when one is configured."""
-    from .cache import CachedClient, open_cache  # cache builds on this module's types
-
-    client: ChatClient = OpenAIChatClient(endpoint, runtime.timeout_s, runtime.max_retries)
-    if runtime.cache_dir is not None:
-        client = CachedClient(
-            client, endpoint, open_cache(Path(runtime.cache_dir).resolve()), runtime.refresh
+    @classmethod
+    def from_config(cls, config: EvalConfig) -> Runtime:
+        return cls(
+            concurrency=config.concurrency,
+            timeout_s=config.timeout,
+            max_retries=config.max_retries,
+            cache_dir=None if config.no_cache else str(config.cache_dir.resolve()),
+            refresh=config.refresh,
+            quiet=config.quiet,
         )
-    return client
 
 
 def api_key() -> str:
     """The API key from the environment, or a harmless placeholder that local servers accept."""
-    return os.environ.get(defaults.API_KEY_ENV) or defaults.PLACEHOLDER_API_KEY
+    return os.environ.get(API_KEY_ENV) or PLACEHOLDER_API_KEY
 
 
 class OpenAIChatClient:
@@ -109,8 +130,6 @@ class OpenAIChatClient:
     """
 
     def __init__(self, endpoint: Endpoint, timeout_s: float, max_retries: int) -> None:
-        from langchain_openai import ChatOpenAI
-
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -127,15 +146,13 @@ class OpenAIChatClient:
         )
 
     def complete(self, messages: list[Message]) -> ChatResponse:
-        import openai
-
         started = time.perf_counter()
         try:
             reply = self._llm.invoke(messages)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ServerError(
                 f"{self.endpoint.base_url} refused the API key ({exc.status_code}): "
-                f"{_message(exc)}. Set {defaults.API_KEY_ENV} to a key this server accepts."
+                f"{_message(exc)}. Set {API_KEY_ENV} to a key this server accepts."
             ) from None
         except openai.NotFoundError as exc:
             raise ServerError(

@@ -2,56 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .types import CONTEXT, GROUND_TRUTH, INPUTS, Dataset, Sample
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".parquet")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One evaluation row: the question, the expected answer and optional retrieval context."""
-
-    id: str
-    input: str
-    target: str | None = None
-    context: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Columns:
     """Which file columns hold the input, the target and the context."""
 
-    input: str = "inputs"
-    target: str = "ground_truth"
-    context: str = "context"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Samples read from one file, with what identifies the file's content."""
-
-    path: Path
-    samples: tuple[Sample, ...]
-    digest: str
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-    @property
-    def has_targets(self) -> bool:
-        return any(s.target for s in self.samples)
-
-    @property
-    def has_context(self) -> bool:
-        return any(s.context for s in self.samples)
+    input: str = INPUTS
+    target: str = GROUND_TRUTH
+    context: str = CONTEXT
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -62,7 +33,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
             f"Use one of {', '.join(SUFFIXES)}."
         )
     try:
-        if suffix == ".parquet":
+        if suffix == ".parquet":  # pyarrow costs ~0.3 s to import: only for Parquet files
             import pyarrow.parquet as pq
 
             return pq.read_table(path).to_pylist()
@@ -78,9 +49,6 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     except Exception as exc:  # pyarrow's errors have no common base worth importing here
         raise DataError(f"Data file {path} is not a readable Parquet file: {exc}.") from None
     if suffix == ".csv":
-        import csv
-        import io
-
         text = text.removeprefix("\ufeff")  # Excel writes a BOM
         try:
             return list(csv.DictReader(io.StringIO(text, newline="")))

@@ -2,23 +2,31 @@
 
 `--output results.jsonl` writes `results.jsonl` (one object per row and model) and
 `results.aggregates.json` (each model's metrics, the paired comparisons, the gate's verdict).
+Both are rendered from the typed results, like the terminal and HTML reports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-from dataclasses import asdict, is_dataclass
+import math
+import numbers
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import EvalError
-
-if TYPE_CHECKING:
-    from .runner import Outcome
-
-ROW_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+from .present import justification_text
+from .types import (
+    ANSWER,
+    CONTEXT,
+    GROUND_TRUTH,
+    INPUTS,
+    ROW_FORMATS,
+    Comparison,
+    Outcome,
+    Score,
+)
 
 
 def row_format(path: Path) -> str:
@@ -37,40 +45,62 @@ def aggregates_path(path: Path) -> Path:
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready value: numpy scalars unwrapped, NaN and pandas.NA as None."""
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        with contextlib.suppress(ValueError, TypeError):  # a non-scalar array
-            value = value.item()
-    if value is None or isinstance(value, str | bool | int):
+    """A JSON-ready value: NaN and infinities (which JSON cannot hold) as None."""
+    if value is None or isinstance(value, str | bool):
         return value
-    if isinstance(value, float):
-        return None if value != value else value
-    try:
-        if value != value:  # NaN-like
-            return None
-    except (TypeError, ValueError):  # pandas.NA refuses bool()
-        return None
+    if isinstance(value, numbers.Integral):  # also a numpy integer, without importing numpy
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
     return str(value)
 
 
 def rows(outcome: Outcome) -> list[dict[str, Any]]:
-    """Every row of every model's eval table, with the model, its run and the row number."""
+    """Every row of every model: the sample, the answer or its failure, usage, every score."""
+    dataset = outcome.dataset
     out = []
     for result in outcome.results:
-        for index, record in enumerate(result.table.to_dict("records")):
-            row = {"model": result.model.id, "run_id": result.run_id, "row": index + 1}
-            row.update({str(k): _plain(v) for k, v in record.items()})
-            out.append(row)
+        for row in result.rows:
+            record: dict[str, Any] = {
+                "model": result.model.id,
+                "run_id": result.run_id,
+                "row": row.index + 1,
+                INPUTS: row.sample.input,
+            }
+            if dataset.has_targets:
+                record[GROUND_TRUTH] = row.sample.target
+            if dataset.has_context:
+                record[CONTEXT] = row.sample.context
+            answer, call = row.answer, row.answer.call
+            record[ANSWER] = "" if answer.failed else (answer.text or "")
+            record["candidate_error"] = answer.error or ""
+            record["latency_s"] = None if call is None else _plain(call.latency_s)
+            record["prompt_tokens"] = None if call is None else call.prompt_tokens
+            record["completion_tokens"] = None if call is None else call.completion_tokens
+            record["cached"] = None if call is None else call.cached
+            for key, value in row.metrics.items():
+                record[f"{key}/score"] = _plain(value)
+            for judge in result.judges:
+                judgement = row.judgements.get(judge.key)
+                score = judgement.combined if judgement else Score(None)
+                record[f"{judge.key}/score"] = _plain(score.value)
+                # The text MLflow's results table shows; the reason is also a column of its own.
+                record[f"{judge.key}/justification"] = justification_text(score)
+                record[f"{judge.key}/unscored_reason"] = (
+                    None if score.scored else score.reason or "no score"
+                )
+            out.append(record)
     return out
+
+
+def _comparison(c: Comparison) -> dict[str, Any]:
+    detail = {k: _plain(v) for k, v in asdict(c.result).items()}
+    return {"a": c.a, "b": c.b, "metric": f"{c.judge}/score", **detail}
 
 
 def aggregates(outcome: Outcome) -> dict[str, Any]:
     """The run's aggregates: per model its run and metrics, plus comparisons and the gate."""
-
-    def comparison(c: Any) -> dict[str, Any]:
-        detail = asdict(c.result) if is_dataclass(c.result) else dict(vars(c.result))
-        return {"a": c.a, "b": c.b, "metric": c.metric, **{k: _plain(v) for k, v in detail.items()}}
-
     return {
         "experiment_id": outcome.experiment_id,
         "parent_run_id": outcome.parent_run_id,
@@ -88,7 +118,7 @@ def aggregates(outcome: Outcome) -> dict[str, Any]:
             }
             for r in outcome.results
         },
-        "comparisons": [comparison(c) for c in outcome.comparisons],
+        "comparisons": [_comparison(c) for c in outcome.comparisons],
         "gate_failures": list(outcome.gate_failures),
         "failed_rows": outcome.failed_rows,
         "notes": list(outcome.notes),

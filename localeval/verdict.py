@@ -12,28 +12,9 @@ import ast
 import json
 import math
 import re
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-# Why a row has no score; every unscored row carries one of these.
-PARSE_FAILURE = "parse_failure"
-OUT_OF_RANGE = "out_of_range"
-JUDGE_ERROR = "judge_error"
-CANDIDATE_FAILED = "candidate_failed"
-
-
-@dataclass(frozen=True)
-class Score:
-    """A judge's verdict on one row; `value` is None when it could not grade (see `reason`)."""
-
-    value: float | None
-    justification: str | None = None
-    reason: str | None = None
-    raw: str | None = None
-
-    @property
-    def scored(self) -> bool:
-        return self.value is not None
+from .types import OUT_OF_RANGE, PARSE_FAILURE, Score
 
 
 class _Found(NamedTuple):

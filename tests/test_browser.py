@@ -172,7 +172,7 @@ def _free_port() -> int:
 @pytest.fixture
 def mlflow_server(tracking_uri: str, tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on the test's tracking store, on loopback, stopped with its whole group."""
-    from localeval.stack import telemetry_off
+    from localeval.servers import telemetry_off
 
     port = _free_port()
     log = tmp_path / "mlflow-server.log"

@@ -5,15 +5,29 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import html
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import evaluate
 from fake_openai import FakeOpenAI, Fault
+
+from localeval.types import (
+    CANDIDATE_FAILED,
+    Answer,
+    Call,
+    JudgeInfo,
+    Judgement,
+    ModelResult,
+    ModelSpec,
+    RowResult,
+    Sample,
+    Score,
+    Verdict,
+)
 
 PAYLOAD = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">&amp;'
 SCORE, WHY = "answer_similarity/v1/score", "answer_similarity/v1/justification"
@@ -41,36 +55,53 @@ def _tags(page: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-def _row(**overrides: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "inputs": "What is MLflow?",
-        "ground_truth": "A platform for the ML lifecycle.",
-        "answer": "A tool.",
-        "candidate_error": "",
-        "latency_s": 0.5,
-        "prompt_tokens": 10,
-        "completion_tokens": 3,
-        "cached": False,
-        SCORE: 4,
-        WHY: "Close to the target.",
-    }
-    row.update(overrides)
-    return row
+def _texts(page: str) -> list[str]:
+    """Every text node of the page, character references decoded, as a browser shows it."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Collector(HTMLParser):
+        def handle_data(self, data):
+            found.append(data)
+
+    Collector(convert_charrefs=True).feed(page)
+    return found
 
 
-def _result(rows: list[dict[str, object]], model: str = "m", metrics: dict | None = None):
-    import pandas as pd
+def _row(
+    *,
+    inputs: str = "What is MLflow?",
+    target: str | None = "A platform for the ML lifecycle.",
+    context: str | None = None,
+    answer: str = "A tool.",
+    error: str | None = None,
+    score: float | None = 4,
+    justification: str = "Close to the target.",
+    reason: str | None = None,
+):
+    """One typed row graded by answer_similarity/v1; an `error` makes it a failed row."""
+    if error is not None:
+        reply = Answer(None, error, Call(0.0, 0.5))
+        verdict = Verdict(
+            "chat", 0, Score(None, "the candidate produced no answer", CANDIDATE_FAILED)
+        )
+    else:
+        reply = Answer(answer, None, Call(0.0, 0.5, prompt_tokens=10, completion_tokens=3))
+        verdict = Verdict(
+            "chat", 0, Score(score, justification, None if score is not None else reason)
+        )
+    sample = Sample("0", inputs, target, context)
+    return RowResult(0, sample, reply, {"answer_similarity/v1": Judgement((verdict,))})
 
-    from localeval.config import ModelSpec
-    from localeval.runner import ModelResult
 
-    failed = sum(1 for r in rows if r.get("candidate_error"))
+def _result(rows: list, model: str = "m", metrics: dict | None = None):
     return ModelResult(
         ModelSpec(model, "http://127.0.0.1:1/v1"),
         "run-1",
         metrics or {},
-        pd.DataFrame(rows),
-        failed,
+        [replace(row, index=i) for i, row in enumerate(rows)],
+        (JudgeInfo("answer_similarity", "v1", ("chat",)),),
     )
 
 
@@ -85,16 +116,16 @@ def _render(*results, **kwargs) -> str:
     [
         pytest.param("input", lambda: _render(_result([_row(inputs=PAYLOAD)])), id="input"),
         pytest.param("answer", lambda: _render(_result([_row(answer=PAYLOAD)])), id="answer"),
-        pytest.param("target", lambda: _render(_result([_row(ground_truth=PAYLOAD)])),
+        pytest.param("target", lambda: _render(_result([_row(target=PAYLOAD)])),
                      id="ground_truth"),
         pytest.param("context", lambda: _render(_result([_row(context=PAYLOAD)])), id="context"),
-        pytest.param("justification", lambda: _render(_result([_row(**{WHY: PAYLOAD})])),
+        pytest.param("justification", lambda: _render(_result([_row(justification=PAYLOAD)])),
                      id="justification"),
         pytest.param("unscored reason", lambda: _render(_result(
-            [_row(**{SCORE: None, WHY: f"[unscored: {PAYLOAD}] the judge's text"})])),
+            [_row(score=None, reason=PAYLOAD, justification="the judge's text")])),
                      id="unscored_reason"),
-        pytest.param("error", lambda: _render(_result(
-            [_row(answer="", candidate_error=PAYLOAD, **{SCORE: None})])), id="candidate_error"),
+        pytest.param("error", lambda: _render(_result([_row(error=PAYLOAD)])),
+                     id="candidate_error"),
         pytest.param("model id", lambda: _render(_result([_row()], model=PAYLOAD),
                                                  _result([_row()], model="other")),
                      id="model_id_in_comparison"),
@@ -108,7 +139,9 @@ def _render(*results, **kwargs) -> str:
 def test_every_model_and_dataset_string_is_escaped(where, make):
     page = make()
     assert PAYLOAD not in page, where
-    assert html.escape(PAYLOAD, quote=True) in page, where  # shown, as text
+    # Shown, as text: a whole text node holds it once the tokenizer decodes the references (the
+    # escaping is Jinja2's, `&#34;` where html.escape writes `&quot;`: the same text).
+    assert any(PAYLOAD in text for text in _texts(page)), where
     # The page's own script is the only one, and no element or attribute came from the data.
     tags = _tags(page)
     assert [t for t, _ in tags].count("script") == 1
@@ -117,7 +150,7 @@ def test_every_model_and_dataset_string_is_escaped(where, make):
 
 
 def test_page_is_self_contained_and_allows_only_its_own_script():
-    page = _render(_result([_row(), _row(**{SCORE: 2})], metrics={"answer_similarity/v1/mean": 3}))
+    page = _render(_result([_row(), _row(score=2)], metrics={"answer_similarity/v1/mean": 3}))
     for needle in ("src=", "href=", "url(", "@import", "<link", "<iframe", "fetch(", "XMLHttp"):
         assert needle not in page, needle
     (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
@@ -143,7 +176,7 @@ def test_page_is_self_contained_and_allows_only_its_own_script():
     ],
 )  # fmt: skip
 def test_summary_rows_pair_intervals_with_their_metric(metrics, expected):
-    from localeval.html_report import summary_rows
+    from localeval.present import summary_rows
 
     assert summary_rows(metrics) == expected
 
@@ -161,13 +194,13 @@ def test_summary_rows_pair_intervals_with_their_metric(metrics, expected):
     ],
 )  # fmt: skip
 def test_histogram_bins(values, expected):
-    from localeval.html_report import histogram_bins
+    from localeval.present import histogram_bins
 
     assert [(label, count) for label, count, _ in histogram_bins(values)] == expected
 
 
 def test_histogram_of_continuous_scores_uses_ten_bins():
-    from localeval.html_report import histogram_bins
+    from localeval.present import histogram_bins
 
     values = [i / 7 for i in range(40)]
     bars = histogram_bins(values)

@@ -190,18 +190,20 @@ def _listening(pgid: int) -> set[tuple[str, int]]:
 
 @pytest.mark.slow
 def test_servers_we_start_listen_on_loopback_only(tmp_path, monkeypatch):
-    from localeval import defaults, stack
+    from localeval import servers, stack
+    from localeval.client import API_KEY_ENV, PLACEHOLDER_API_KEY
+    from localeval.config import EvalConfig
 
-    env = stack.telemetry_off(dict(os.environ))
-    env.setdefault(defaults.API_KEY_ENV, defaults.PLACEHOLDER_API_KEY)
+    env = servers.telemetry_off(dict(os.environ))
+    env.setdefault(API_KEY_ENV, PLACEHOLDER_API_KEY)
     with ExitStack() as services:
         started = [
             stack.start_llm_server(tmp_path, env, services),
-            stack.start_gateway(defaults.GATEWAY_CONFIG, tmp_path, env, services),
+            stack.start_gateway(EvalConfig().gateway_config, tmp_path, env, services),
         ]
         for service in started:
-            stack.wait_ready(service)
+            servers.wait_ready(service)
             port = int(service.url.split(":")[2].split("/")[0])
             addresses = _listening(service.process.pid)  # its own group: pgid == pid
-            assert (stack.LOOPBACK, port) in addresses, (service.name, addresses)
+            assert (servers.LOOPBACK, port) in addresses, (service.name, addresses)
             assert {host for host, _ in addresses} == {"127.0.0.1"}, (service.name, addresses)

@@ -1,0 +1,219 @@
+"""Asking the judges: each row's grading prompt through the gateway, every endpoint and repeat,
+read with the tolerant parser into typed verdicts; and the aggregates over them.
+
+The call goes through the same client the candidate uses (the gateway's OpenAI-compatible route,
+`model` = the endpoint name), so it shares retries, the reply cache and the concurrency knob.
+"Could not grade" is a verdict with its reason, never a silent NaN.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import stats
+from .client import CallFailed, Endpoint, call_of
+from .judges import JudgeDef
+from .pool import map_ordered
+from .prompts import JSON_VERDICT
+from .transport import Transport
+from .types import (
+    CANDIDATE_FAILED,
+    CONTEXT_ROLE,
+    JUDGE_ERROR,
+    TARGETS_ROLE,
+    Answer,
+    Call,
+    Judgement,
+    Sample,
+    Score,
+    Verdict,
+)
+from .verdict import parse_json_verdict, parse_verdict
+
+
+@dataclass(frozen=True)
+class GradingOptions:
+    """Run-wide judging options."""
+
+    gateway_url: str
+    judge_format: str = "text"  # "text" or "json" (auto is resolved before)
+    repeats: int = 1
+    server_ids: dict[str, str] = field(default_factory=dict)  # endpoint -> what answers there
+    concurrency: int = 4
+    quiet: bool = False
+
+
+def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
+    """The values of the judge's grading-context columns for one row."""
+    out = {}
+    for column in judge.grading_context_columns:
+        if column == TARGETS_ROLE:
+            out[column] = sample.target or ""
+        elif column == CONTEXT_ROLE:
+            out[column] = sample.context or ""
+        else:
+            out[column] = str(sample.metadata.get(column, ""))
+    return out
+
+
+class Grader:
+    """Grades rows for one judge: every endpoint it names, `repeats` times each."""
+
+    def __init__(self, judge: JudgeDef, options: GradingOptions, transport: Transport) -> None:
+        self.judge = judge
+        self.options = options
+        self.transport = transport
+        # A server that refused response_format once will refuse it again: text from then on.
+        self._json_refused = False
+
+    def endpoint(self, name: str, repeat: int, use_json: bool) -> Endpoint:
+        # A distinct seed per repeat: K real samples, each cached under its own key.
+        extra: dict[str, Any] = {"seed": repeat} if self.options.repeats > 1 else {}
+        if use_json:
+            extra["response_format"] = {"type": "json_object"}
+        return Endpoint(
+            self.options.gateway_url.rstrip("/") + "/v1",
+            name,
+            self.judge.temperature,
+            self.judge.max_tokens,
+            extra,
+            self.options.server_ids.get(name),
+        )
+
+    def prompt(self, sample: Sample, answer: str, use_json: bool) -> str:
+        text = self.judge.render(sample.input, answer, grading_context(self.judge, sample))
+        if use_json:
+            text += JSON_VERDICT.format(low=self.judge.low, high=self.judge.high)
+        return text
+
+    def _ask(self, sample: Sample, answer: str, endpoint: str, repeat: int) -> Verdict:
+        use_json = self.options.judge_format == "json" and not self._json_refused
+        messages = [{"role": "user", "content": self.prompt(sample, answer, use_json)}]
+        client = self.transport.client(self.endpoint(endpoint, repeat, use_json))
+        started = time.time()
+        try:
+            reply = client.complete(messages)
+        except CallFailed as exc:
+            if use_json and exc.reason.startswith("HTTP 400"):
+                # The server refused response_format: fall back to reading text verdicts.
+                self._json_refused = True
+                return self._ask(sample, answer, endpoint, repeat)
+            score = Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR)
+            return Verdict(endpoint, repeat, score, Call(started, time.time() - started))
+        parse = parse_json_verdict if use_json else parse_verdict
+        score = parse(reply.text, self.judge.low, self.judge.high)
+        return Verdict(endpoint, repeat, score, call_of(reply, started))
+
+    def grade(self, sample: Sample, answer: Answer) -> Judgement:
+        """Every verdict for one row; a row without an answer is unscored without a call."""
+        verdicts = []
+        for endpoint in self.judge.endpoints:
+            for repeat in range(self.options.repeats):
+                if answer.failed or answer.text is None:
+                    score = Score(None, "the candidate produced no answer", CANDIDATE_FAILED)
+                    verdicts.append(Verdict(endpoint, repeat, score))
+                else:
+                    verdicts.append(self._ask(sample, answer.text, endpoint, repeat))
+        return Judgement(tuple(verdicts))
+
+    def grade_all(self, samples: Sequence[Sample], answers: Sequence[Answer]) -> list[Judgement]:
+        return map_ordered(
+            lambda pair: self.grade(*pair),
+            list(zip(samples, answers)),
+            self.options.concurrency,
+            desc=f"judge {self.judge.name}",
+            quiet=self.options.quiet,
+        )
+
+
+# ---- aggregates -------------------------------------------------------------------------------
+
+_FUNCTIONS = {
+    "mean": np.mean,
+    "variance": np.var,
+    "p90": lambda x: np.percentile(x, 90),
+    "min": np.min,
+    "max": np.max,
+    "median": np.median,
+}
+
+
+def aggregate(
+    values: Sequence[float | None], aggregations: Sequence[str] = ("mean", "variance", "p90")
+) -> dict[str, float]:
+    """The chosen aggregations over the scored rows, their 95% bootstrap interval, and the
+    share of rows left unscored (excluded from everything else)."""
+    scored = np.array([v for v in values if v is not None], dtype=float)
+    out = {"unscored_ratio": 1 - len(scored) / len(values) if values else 0.0}
+    if not len(scored):
+        return out
+    out.update({name: float(_FUNCTIONS[name](scored)) for name in aggregations})
+    low, high = stats.bootstrap_ci(
+        list(scored), confidence=stats.CONFIDENCE, n_resamples=stats.RESAMPLES, seed=stats.SEED
+    )
+    out["ci_low"], out["ci_high"] = float(low), float(high)
+    return out
+
+
+def aggregates(judge: JudgeDef, rows: Sequence[Judgement], repeats: int) -> dict[str, float]:
+    """A judge's aggregates: MLflow's, plus unscored share, CI, agreement, failures, usage."""
+    out = aggregate([j.combined.value for j in rows], judge.aggregations)
+    if repeats > 1:
+        per_endpoint = [
+            [s.value for s in scores] for j in rows for scores in j.by_endpoint().values()
+        ]
+        out["self_consistency"] = stats.self_consistency(per_endpoint)
+        spreads = [s for s in map(stats.spread, per_endpoint) if s is not None]
+        if spreads:
+            out["mean_spread"] = float(sum(spreads) / len(spreads))
+    if len(judge.endpoints) > 1:
+        out.update(_agreement(rows, judge.endpoints))
+    out["failed_rows"] = float(sum(j.call_failed for j in rows))
+    calls = [v.call for j in rows for v in j.verdicts if v.call is not None]
+    completion = sum(c.completion_tokens or 0 for c in calls)
+    latency = sum(c.latency_s for c in calls if not c.cached)
+    out["judge_prompt_tokens"] = float(sum(c.prompt_tokens or 0 for c in calls))
+    out["judge_completion_tokens"] = float(completion)
+    if latency > 0:
+        out["judge_tokens_per_s"] = completion / latency
+    return out
+
+
+def _agreement(rows: Sequence[Judgement], endpoints: tuple[str, ...]) -> dict[str, float]:
+    # Each endpoint's per-row mean over its repeats; kappa wants the first repeat's integer grade.
+    def mean(scores: list[Score]) -> float | None:
+        vals = [s.value for s in scores if s.value is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    def grade(score: Score) -> float | None:  # kappa's categories are the integer grades
+        return None if score.value is None else float(round(score.value))
+
+    by_endpoint = [j.by_endpoint() for j in rows]
+    if len(endpoints) == 2:
+        a = [grade(r[endpoints[0]][0]) for r in by_endpoint]
+        b = [grade(r[endpoints[1]][0]) for r in by_endpoint]
+        kappa = stats.cohen_kappa_quadratic(a, b)
+        return {} if kappa != kappa else {"agreement_kappa": kappa}
+    matrix = [[mean(r[e]) for e in endpoints] for r in by_endpoint]
+    alpha = stats.krippendorff_alpha(matrix, level="interval")
+    return {} if alpha != alpha else {"agreement_alpha": alpha}
+
+
+def verdict_records(rows: Sequence[Judgement]) -> list[dict[str, Any]]:
+    """Every verdict, for the run's `judge_verdicts/<name>.json`."""
+    return [
+        {
+            endpoint: [
+                {"score": s.value, "reason": s.reason, "justification": s.justification,
+                 "raw": s.raw}
+                for s in scores
+            ]
+            for endpoint, scores in j.by_endpoint().items()
+        }
+        for j in rows
+    ]  # fmt: skip

@@ -1,0 +1,197 @@
+"""The MLflow side of a run: the experiment, each model's run with its params, logged model,
+`mlflow.evaluate` over the typed results, metrics and artifacts.
+
+This is the one module that calls `mlflow.evaluate`, deprecated since MLflow 3.x but working in
+the pinned 3.17 (the design card names it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.langchain
+import mlflow.openai
+import pandas as pd
+
+from .candidate import answer_frame
+from .grading import aggregates, verdict_records
+from .judges import JudgeDef
+from .metrics import judge_metric, offline_metrics
+from .servers import telemetry_off
+from .types import (
+    ANSWER,
+    CONTEXT,
+    CONTEXT_ROLE,
+    GROUND_TRUTH,
+    INPUTS,
+    TARGETS_ROLE,
+    Dataset,
+    ModelResult,
+    ModelSpec,
+    RowResult,
+)
+
+# Loggers whose INFO lines would bury our output (MLflow's run URLs, migrations, HTTP traces).
+_LOUD_LOGGERS = {"mlflow": logging.ERROR, "alembic": logging.WARNING, "httpx": logging.WARNING,
+                 "openai": logging.WARNING}  # fmt: skip
+# The deprecation notices the pinned versions print on every run: expected, not news.
+_EXPECTED_WARNINGS = (
+    (FutureWarning, r"mlflow|langchain"),
+    (DeprecationWarning, r"mlflow|langchain|pydantic|pkg_resources"),
+)
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's and LangChain's expected notices off, telemetry off, no download bars; all of
+    it restored on exit (warning filters, logger levels and environment variables)."""
+    saved_env = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in _LOUD_LOGGERS}
+    with warnings.catch_warnings():
+        for category, modules in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", category=category, module=modules)
+            warnings.filterwarnings("ignore", category=category, message=rf".*({modules}).*")
+        warnings.filterwarnings("ignore", message=r".*Pydantic.*")
+        # We log a signature on purpose: an input example would make an LLM call at log time.
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        os.environ.update(telemetry_off(dict(os.environ)))
+        # MLflow draws a "Downloading artifacts" bar each time evaluate loads the logged model.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for name, level in _LOUD_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+            os.environ.clear()
+            os.environ.update(saved_env)
+
+
+def default_tracking_uri() -> str:
+    return "sqlite:///" + str(Path.cwd() / "mlflow.db")
+
+
+def open_experiment(tracking_uri: str, name: str) -> str:
+    """Point MLflow at the store and the experiment; returns the experiment id."""
+    # mlflow.evaluate turns on LangChain and OpenAI autolog tracing while it runs: a trace per
+    # LLM call (every prompt stored again) written from a background queue. Our own calls are
+    # made before evaluate; off, so the logged model's memo lookups make no traces either.
+    mlflow.langchain.autolog(disable=True)
+    mlflow.openai.autolog(disable=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.set_experiment(name).experiment_id
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every model's run shares: the data, the judges and the params to log."""
+
+    dataset: Dataset
+    judges: Sequence[JudgeDef]
+    params: dict[str, str]
+    repeats: int
+
+
+def eval_frame(dataset: Dataset, judges: Sequence[JudgeDef]) -> Any:
+    """The frame mlflow.evaluate reads: the questions and what the judges grade against."""
+    frame = pd.DataFrame({INPUTS: [s.input for s in dataset.samples]})
+    if dataset.has_targets:
+        frame[GROUND_TRUTH] = [s.target or "" for s in dataset.samples]
+    if dataset.has_context:
+        frame[CONTEXT] = [s.context or "" for s in dataset.samples]
+    for column in sorted({c for j in judges for c in j.grading_context_columns}):
+        if column not in (TARGETS_ROLE, CONTEXT_ROLE):  # a custom judge's own grading column
+            frame[column] = [str(s.metadata.get(column, "")) for s in dataset.samples]
+    return frame
+
+
+def log_model_run(
+    plan: RunPlan,
+    spec: ModelSpec,
+    rows: list[RowResult],
+    model_uri_of: Any,
+    params: dict[str, str],
+) -> tuple[ModelResult, list[str]]:
+    """One model's MLflow run: params, the logged model, mlflow.evaluate, metrics, artifacts.
+
+    Args:
+        model_uri_of: logs the candidate in the active run and returns its model URI, or None
+            when the answers came from the data (mlflow.evaluate then reads them as a column).
+    """
+    dataset = plan.dataset
+    answers = [r.answer for r in rows]
+    with mlflow.start_run(run_name=spec.id, nested=mlflow.active_run() is not None) as run:
+        mlflow.log_params({**plan.params, **params})
+        judged = {
+            j.key: aggregates(j, [r.judgements[j.key] for r in rows], plan.repeats)
+            for j in plan.judges
+        }
+        metrics, notes = offline_metrics(answers, dataset.has_targets)
+        metrics += [
+            judge_metric(j, [r.judgements[j.key] for r in rows], judged[j.key]) for j in plan.judges
+        ]
+        frame = eval_frame(dataset, plan.judges)
+        model_uri = model_uri_of()
+        if model_uri is None:
+            frame = frame.join(answer_frame(answers))
+        result = mlflow.evaluate(
+            model_uri,
+            frame,
+            targets=GROUND_TRUTH if dataset.has_targets else None,
+            predictions=ANSWER,
+            model_type=None,
+            evaluators="default",
+            extra_metrics=metrics,
+        )
+        rows = _with_heuristics(rows, result.tables["eval_results_table"], plan.judges)
+        extra = _run_metrics(rows)
+        mlflow.log_metrics(extra)
+        for judge in plan.judges:
+            records = verdict_records([r.judgements[judge.key] for r in rows])
+            mlflow.log_dict(records, f"judge_verdicts/{judge.name}.json")
+        infos = tuple(j.info for j in plan.judges)
+        outcome = ModelResult(spec, run.info.run_id, {**result.metrics, **extra}, rows, infos)
+    return outcome, notes
+
+
+def _with_heuristics(
+    rows: list[RowResult], table: Any, judges: Sequence[JudgeDef]
+) -> list[RowResult]:
+    """Each row with MLflow's per-row heuristic scores (exact_match/v1, ...) read from its table."""
+    ours = {f"{j.key}/score" for j in judges}
+    columns = [c for c in table.columns if c.endswith("/score") and c not in ours]
+    out = []
+    for row, record in zip(rows, table[columns].to_dict("records")):
+        values = {c.removesuffix("/score"): _number(v) for c, v in record.items()}
+        out.append(replace(row, metrics=values))
+    return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def _run_metrics(rows: Sequence[RowResult]) -> dict[str, float]:
+    """Failed rows and the candidate's generation speed, for the report and the gate."""
+    calls = [r.answer.call for r in rows if not r.answer.failed and r.answer.call is not None]
+    out = {
+        "candidate/failed_rows": float(sum(r.answer.failed for r in rows)),
+        "failed_rows": float(sum(r.failed for r in rows)),  # a row fails if any of its calls did
+    }
+    latency = sum(c.latency_s for c in calls)
+    if latency > 0:  # the server's generation speed over the rows it answered
+        out["candidate/tokens_per_s"] = sum(c.completion_tokens or 0 for c in calls) / latency
+    return out

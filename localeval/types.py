@@ -1,0 +1,309 @@
+"""The types every module shares: what is asked (specs), what each row got (results), what the
+run produced (outcome). A leaf: it imports nothing of ours, so anything may import it.
+
+One `RowResult` per row is the truth about a run; MLflow's results table, the traces, the
+terminal, the HTML report and the exports are all rendered from it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Columns of the frame handed to mlflow.evaluate (and of the exports).
+INPUTS = "inputs"
+GROUND_TRUTH = "ground_truth"
+CONTEXT = "context"
+ANSWER = "answer"
+# The candidate's extra output columns; mlflow.evaluate keeps them in its results table.
+ANSWER_COLUMNS = ("candidate_error", "latency_s", "prompt_tokens", "completion_tokens", "cached")
+# --output: the per-row file's format by its suffix.
+ROW_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+# Grading-context names that mean our standard columns; any other name is a data column.
+TARGETS_ROLE, CONTEXT_ROLE = "targets", "context"
+
+# Why a verdict has no score; every unscored verdict carries one of these.
+PARSE_FAILURE = "parse_failure"
+OUT_OF_RANGE = "out_of_range"
+JUDGE_ERROR = "judge_error"
+CANDIDATE_FAILED = "candidate_failed"
+
+
+# ---- what is asked ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A candidate model: its id on the server and the server's OpenAI-compatible base URL."""
+
+    id: str
+    base_url: str
+    server_id: str | None = None  # a stable name for a server we started (the cache key)
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """A built-in judge by name, the gateway endpoint(s) it asks, and its own sampling."""
+
+    name: str
+    endpoints: tuple[str, ...]
+    temperature: float | None = None  # None: --judge-temperature
+    max_tokens: int | None = None  # None: --judge-max-tokens
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[0]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A --fail-under gate: the run fails when `metric` is below `value` (or missing)."""
+
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation row: the question, the expected answer and optional retrieval context."""
+
+    id: str
+    input: str
+    target: str | None = None
+    context: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples read from one file, with what identifies the file's content."""
+
+    path: Path
+    samples: tuple[Sample, ...]
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def has_targets(self) -> bool:
+        return any(s.target for s in self.samples)
+
+    @property
+    def has_context(self) -> bool:
+        return any(s.context for s in self.samples)
+
+
+# ---- what each row got -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One LLM call as the run saw it: when, how long, the server's token usage."""
+
+    started: float  # time.time() when the call was made (or looked up in the cache)
+    latency_s: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The candidate's answer to one row, or why there is none."""
+
+    text: str | None
+    error: str | None = None  # the failure after retries; None when answered
+    call: Call | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class Score:
+    """A judge's verdict on one row; `value` is None when it could not grade (see `reason`)."""
+
+    value: float | None
+    justification: str | None = None
+    reason: str | None = None
+    raw: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judge call's outcome: which endpoint and repeat, the score, and the call itself."""
+
+    endpoint: str
+    repeat: int
+    score: Score
+    call: Call | None = None  # None: no call was made (the candidate produced no answer)
+    prompt_layout: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One judge's grading of one row: every verdict (endpoints × repeats) and their combination."""
+
+    verdicts: tuple[Verdict, ...]
+
+    def by_endpoint(self) -> dict[str, list[Score]]:
+        out: dict[str, list[Score]] = {}
+        for v in self.verdicts:
+            out.setdefault(v.endpoint, []).append(v.score)
+        return out
+
+    @property
+    def combined(self) -> Score:
+        """The row's score: the mean of the scored verdicts; unscored only if none scored."""
+        scores = [v.score for v in self.verdicts]
+        scored = [s.value for s in scores if s.value is not None]
+        first = next((s for s in scores if s.scored), scores[0])
+        text = first.justification or ""
+        if len(scores) > 1:
+            summary = " | ".join(
+                f"{e}: " + ",".join("—" if s.value is None else f"{s.value:g}" for s in ss)
+                for e, ss in self.by_endpoint().items()
+            )
+            text = f"[{summary}] {text}"
+        if not scored:
+            return Score(None, text, first.reason, first.raw)
+        return Score(sum(scored) / len(scored), text, None, first.raw)
+
+    @property
+    def call_failed(self) -> bool:
+        """A judge call failed after retries (the row counts as failed)."""
+        return any(v.score.reason == JUDGE_ERROR for v in self.verdicts)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """Everything one row got: the sample, the answer (or failure), every judge's verdicts."""
+
+    index: int  # 0-based position in the dataset
+    sample: Sample
+    answer: Answer
+    judgements: dict[str, Judgement] = field(default_factory=dict)  # judge key -> its grading
+    # Per-row values of MLflow's heuristic metrics (`exact_match/v1`, ...), read from its table.
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """The candidate call or a judge call failed after retries."""
+        return self.answer.failed or any(j.call_failed for j in self.judgements.values())
+
+    @property
+    def status(self) -> str:
+        """'failed', 'unscored' (a judge could not grade) or 'ok'."""
+        if self.answer.failed:
+            return "failed"
+        if any(not j.combined.scored for j in self.judgements.values()):
+            return "unscored"
+        return "ok"
+
+
+@dataclass(frozen=True)
+class JudgeInfo:
+    """What a report needs to know about a judge: its metric key and scale."""
+
+    name: str
+    version: str
+    endpoints: tuple[str, ...]
+    greater_is_better: bool = True
+    low: int = 1
+    high: int = 5
+
+    @property
+    def key(self) -> str:
+        """The metric prefix MLflow uses: `<name>/<version>`."""
+        return f"{self.name}/{self.version}"
+
+
+@dataclass
+class ModelResult:
+    """One candidate model's evaluation: its MLflow run, aggregates and per-row results."""
+
+    model: ModelSpec
+    run_id: str
+    metrics: dict[str, float]
+    rows: list[RowResult]
+    judges: tuple[JudgeInfo, ...] = ()
+
+    @property
+    def failed_rows(self) -> int:
+        return sum(r.failed for r in self.rows)
+
+    def scores(self, judge_key: str) -> list[float | None]:
+        """Each row's combined score for one judge (None: unscored)."""
+        return [
+            r.judgements[judge_key].combined.value if judge_key in r.judgements else None
+            for r in self.rows
+        ]
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """b against a on the rows both scored: mean of b - a, its interval, P(b better)."""
+
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_b_better: float  # share of bootstrap resamples whose mean difference is > 0
+    n_pairs: int
+
+    @property
+    def verdict(self) -> str:
+        """'better', 'worse', 'no difference' or 'not distinguishable', for b against a."""
+        if self.n_pairs == 0 or math.isnan(self.mean_diff):
+            return "not comparable"
+        if self.ci_low > 0:
+            return "better"
+        if self.ci_high < 0:
+            return "worse"
+        return "not distinguishable"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Model b against model a on one judge's per-row scores (paired bootstrap)."""
+
+    a: str
+    b: str
+    judge: str  # the judge key, `<name>/<version>`
+    result: PairedComparison
+
+
+@dataclass
+class Outcome:
+    """Everything the entry script prints, writes and maps to an exit code."""
+
+    dataset: Dataset
+    tracking_uri: str
+    experiment_id: str
+    results: list[ModelResult]
+    parent_run_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    gate_failures: list[str] = field(default_factory=list)
+
+    @property
+    def failed_rows(self) -> int:
+        return sum(r.failed_rows for r in self.results)
+
+    @property
+    def judges(self) -> list[JudgeInfo]:
+        """Every judge of every model, each once, in order."""
+        seen: dict[str, JudgeInfo] = {}
+        for result in self.results:
+            for judge in result.judges:
+                seen.setdefault(judge.key, judge)
+        return list(seen.values())
