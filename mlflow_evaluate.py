@@ -5,6 +5,7 @@ pipenv run python mlflow_evaluate.py [--help]
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 
@@ -18,6 +19,18 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    thresholds = gc.get_threshold()
+    # MLflow, pandas and SQLAlchemy leave ~1M long-lived objects: with the default thresholds
+    # the collector scanned them all 10 times in a 200-row run (2.4 s of a 10.5 s run; 0.4 s
+    # and 8.5 s with these). Young generations stay collected, so memory does not grow.
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        return _main(argv)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _main(argv: list[str] | None) -> int:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -43,7 +43,9 @@ from fake_openai import FakeOpenAI  # noqa: E402
 
 MODEL, JUDGE = "fake-model", "chat"
 VERDICT = "score: 4\njustification: The answer covers the main points of the target."
-MODES = ("cold", "warm", "warm-cli", "sequential")
+MODES = ("cold", "no-traces", "warm", "warm-cli", "sequential")
+# Issue 10's bar: a trace per row costs at most 10% of the cold run's wall time.
+TRACES_BAR = 1.10
 # Issue 4's bar: wall time within 1.5x the ideal, plus a fixed start-up under 15 s.
 RATIO_BAR, STARTUP_BAR_S = 1.5, 15.0
 
@@ -187,6 +189,27 @@ class Bench:
         return Result(rows, mode, wall, ideal, candidate, judge, peak, code)
 
 
+def _run_mode(
+    bench: Bench, rows: int, mode: str, data: Path, cached: list[str], concurrency: int, rep: int
+) -> Result:
+    if mode == "sequential":
+        return bench.run(rows, mode, bench.flags(data, "--no-cache", "--concurrency", "1"), 1)
+    if mode == "no-traces":  # cold, without the trace per row
+        flags = bench.flags(
+            data, "--cache-dir", str(bench.work / f"cache_{rows}_{rep}_no_traces"),
+            "--concurrency", str(concurrency), "--no-traces",
+        )  # fmt: skip
+        return bench.run(rows, mode, flags, concurrency)
+    if mode == "warm-cli":
+        return bench.run_cli(rows, mode, cached, concurrency)
+    return bench.run(rows, mode, cached, concurrency)
+
+
+def _median(runs: list[Result]) -> Result:
+    """The run with the median wall time (the slower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
+
+
 def _warm_up(bench: Bench) -> float:
     """Pay the once-per-process costs before timing anything: imports, the tracking store's
     migrations, the first evaluation's lazy set-up (a 1-row run without cache)."""
@@ -247,6 +270,12 @@ def _verdicts(results: list[Result], startup: dict[int, float]) -> list[str]:
                 lines.append(f"N={rows} {r.mode} re-run: {r.calls} LLM calls: {verdict}")
         if cold and seq:
             lines.append(f"N={rows} sequential / cold wall: {seq.wall_s / cold.wall_s:.1f}x")
+        if cold and (bare := by.get((rows, "no-traces"))):
+            ratio = cold.wall_s / bare.wall_s
+            lines.append(
+                f"N={rows} traces: cold {cold.wall_s:.2f} s / no-traces {bare.wall_s:.2f} s = "
+                f"{ratio:.2f} <= {TRACES_BAR:.2f}: {'PASS' if ratio <= TRACES_BAR else 'FAIL'}"
+            )
     return lines
 
 
@@ -284,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(MODES),
         help=f"comma-separated, of {', '.join(MODES)} (default: all)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each mode, medians shown (default: 1)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)  # fmt: skip
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -315,26 +347,26 @@ def main(argv: list[str] | None = None) -> int:
             )
             for rows in args.rows:
                 data = _write_data(work / f"data_{rows}.csv", rows)
-                cached = bench.flags(
-                    data, "--cache-dir", str(work / f"cache_{rows}"),
-                    "--concurrency", str(args.concurrency),
-                )  # fmt: skip
+                runs: list[Result] = []
+                # Modes alternate within each repetition, so drift hits them alike; medians below.
+                for rep in range(args.repeat):
+                    cached = bench.flags(
+                        data, "--cache-dir", str(work / f"cache_{rows}_{rep}"),
+                        "--concurrency", str(args.concurrency),
+                    )  # fmt: skip
+                    for mode in modes:
+                        result = _run_mode(bench, rows, mode, data, cached, args.concurrency, rep)
+                        runs.append(result)
+                        print(
+                            f"  N={rows} {mode} #{rep + 1}: {result.wall_s:.1f} s, "
+                            f"{result.calls} LLM calls",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 for mode in modes:
-                    if mode == "sequential":
-                        flags = bench.flags(data, "--no-cache", "--concurrency", "1")
-                        result = bench.run(rows, mode, flags, 1)
-                    elif mode == "warm-cli":
-                        result = bench.run_cli(rows, mode, cached, args.concurrency)
-                    else:
-                        result = bench.run(rows, mode, cached, args.concurrency)
-                    results.append(result)
+                    results.append(_median([r for r in runs if r.mode == mode]))
                     if mode == "warm":
-                        startup[rows] = result.wall_s
-                    print(
-                        f"  N={rows} {mode}: {result.wall_s:.1f} s, {result.calls} LLM calls",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                        startup[rows] = results[-1].wall_s
     finally:
         os.chdir(ROOT)
         if args.keep:

@@ -205,6 +205,11 @@ class EvalConfig:
         parse=o.boolean, switch=True,
     )  # fmt: skip
     quiet: bool = option(False, "no progress bars", parse=o.boolean, switch=True)
+    no_traces: bool = option(
+        False,
+        "no trace per row (MLflow's Evaluation runs page then does not list the run)",
+        parse=o.boolean, switch=True,
+    )  # fmt: skip
     input_col: str = option(INPUTS, "data column holding the question", parse=o.text, metavar="COL")
     target_col: str = option(
         GROUND_TRUTH, "data column holding the expected answer", parse=o.text, metavar="COL"

@@ -9,7 +9,7 @@ The call goes through the same client the candidate uses (the gateway's OpenAI-c
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ from .types import (
 )
 from .verdict import parse_json_verdict, parse_verdict
 
+# The order of a judge prompt's parts; the baseline comparison refuses a run made with another.
+PROMPT_LAYOUT = "mlflow-v1"
+
 
 @dataclass(frozen=True)
 class GradingOptions:
@@ -44,6 +47,7 @@ class GradingOptions:
     judge_format: str = "text"  # "text" or "json" (auto is resolved before)
     repeats: int = 1
     server_ids: dict[str, str] = field(default_factory=dict)  # endpoint -> what answers there
+    upstreams: dict[str, str] = field(default_factory=dict)  # endpoint -> the gateway's model
     concurrency: int = 4
     quiet: bool = False
 
@@ -85,6 +89,12 @@ class Grader:
             self.options.server_ids.get(name),
         )
 
+    @property
+    def version(self) -> str:
+        """What changes the judge's prompt: its metric version, the layout, the verdict format."""
+        verdict = "json-v2" if self.options.judge_format == "json" else "text"
+        return f"{self.judge.key}|{PROMPT_LAYOUT}|{verdict}"
+
     def prompt(self, sample: Sample, answer: str, use_json: bool) -> str:
         text = self.judge.render(sample.input, answer, grading_context(self.judge, sample))
         if use_json:
@@ -103,11 +113,12 @@ class Grader:
                 # The server refused response_format: fall back to reading text verdicts.
                 self._json_refused = True
                 return self._ask(sample, answer, endpoint, repeat)
-            score = Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR)
-            return Verdict(endpoint, repeat, score, Call(started, time.time() - started))
+            score = Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR, exc.reason)
+            call = Call(started, time.time() - started)
+            return Verdict(endpoint, repeat, score, call, json=use_json)
         parse = parse_json_verdict if use_json else parse_verdict
         score = parse(reply.text, self.judge.low, self.judge.high)
-        return Verdict(endpoint, repeat, score, call_of(reply, started))
+        return Verdict(endpoint, repeat, score, call_of(reply, started), json=use_json)
 
     def grade(self, sample: Sample, answer: Answer) -> Judgement:
         """Every verdict for one row; a row without an answer is unscored without a call."""
@@ -121,13 +132,19 @@ class Grader:
                     verdicts.append(self._ask(sample, answer.text, endpoint, repeat))
         return Judgement(tuple(verdicts))
 
-    def grade_all(self, samples: Sequence[Sample], answers: Sequence[Answer]) -> list[Judgement]:
+    def grade_all(
+        self,
+        samples: Sequence[Sample],
+        answers: Sequence[Answer],
+        on_done: Callable[[int, Judgement], None] | None = None,
+    ) -> list[Judgement]:
         return map_ordered(
             lambda pair: self.grade(*pair),
             list(zip(samples, answers)),
             self.options.concurrency,
             desc=f"judge {self.judge.name}",
             quiet=self.options.quiet,
+            on_done=on_done,
         )
 
 

@@ -15,10 +15,16 @@ R = TypeVar("R")
 
 
 def map_ordered(
-    fn: Callable[[T], R], items: Sequence[T], concurrency: int, desc: str, quiet: bool = False
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    concurrency: int,
+    desc: str,
+    quiet: bool = False,
+    on_done: Callable[[int, R], None] | None = None,
 ) -> list[R]:
     """Apply `fn` to every item on at most `concurrency` threads; results in the items' order.
 
+    `on_done(index, result)` is called for each result as it completes, in this thread.
     A progress bar (rows/s and ETA) goes to stderr when it is a terminal and `quiet` is off.
     On an error or Ctrl-C the rows not started are dropped and it returns at once; the calls in
     flight finish in the background (their replies still reach the cache).
@@ -48,6 +54,8 @@ def map_ordered(
             if isinstance(future.exception(), _Stopped):
                 continue  # a row skipped after a fatal error; that error is raised below
             results[futures[future]] = future.result()
+            if on_done is not None:
+                on_done(futures[future], future.result())
             if bar is not None:
                 bar.update()
     except BaseException:

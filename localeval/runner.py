@@ -4,9 +4,10 @@ verdicts, its MLflow run), compare the models, check the gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 
@@ -15,18 +16,23 @@ from .candidate import CandidateSettings, answer_all, log_candidate
 from .client import Runtime
 from .config import EvalConfig
 from .dataset import Columns, load_dataset
-from .grading import Grader, GradingOptions
+from .grading import PROMPT_LAYOUT, Grader, GradingOptions
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .servers import gateway_upstreams
+from .traces import TraceSettings, TraceWriter
 from .transport import Transport, activate
 from .types import (
+    Answer,
     Comparison,
     Dataset,
+    Judgement,
     ModelResult,
     ModelSpec,
     Outcome,
     RowResult,
+    Sample,
     Threshold,
+    Verdict,
 )
 
 
@@ -88,6 +94,7 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         judge_format,
         config.judge_repeats,
         server_ids,
+        {e: upstreams.get(e, "?") for e in endpoints},
         config.concurrency,
         config.quiet,
     )
@@ -96,12 +103,8 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
     )
 
 
-def evaluate_model(
-    p: Prepared, spec: ModelSpec, graders: Sequence[Grader], transport: Transport
-) -> tuple[ModelResult, list[str]]:
-    """One model: every row's answer, every judge's verdicts, then its MLflow run."""
-    config = p.config
-    settings = CandidateSettings(
+def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings:
+    return CandidateSettings(
         spec.base_url,
         spec.id,
         config.system_prompt,
@@ -109,27 +112,99 @@ def evaluate_model(
         config.max_tokens,
         server_id=spec.server_id,
     )
+
+
+def evaluate_model(
+    p: Prepared,
+    spec: ModelSpec,
+    graders: Sequence[Grader],
+    transport: Transport,
+    model: Any,
+) -> tuple[ModelResult, list[str]]:
+    """One model: its MLflow run, every row's answer, every judge's verdicts, the evaluation.
+
+    Args:
+        model: the candidate's logged model (MLflow's ModelInfo).
+    """
+    config = p.config
+    settings = candidate_settings(config, spec)
     samples = p.dataset.samples
-    answers = answer_all(
-        settings, [s.input for s in samples], transport, config.concurrency, config.quiet
-    )
-    graded = {g.judge.key: g.grade_all(samples, answers) for g in graders}
-    rows = [
-        RowResult(i, sample, answer, {key: js[i] for key, js in graded.items()})
-        for i, (sample, answer) in enumerate(zip(samples, answers))
-    ]
-    run_params = {**config.loggable(), **p.params}
-    plan = tracking.RunPlan(p.dataset, p.judges, run_params, config.judge_repeats)
     params = {
+        **config.loggable(),
+        **p.params,
         "model": spec.id,
         "base_url": spec.base_url,
         "dataset_name": p.dataset.name,
         "dataset_digest": p.dataset.digest,
         "dataset_rows": str(len(samples)),
     }
-    runtime = transport.runtime
-    return tracking.log_model_run(
-        plan, spec, rows, lambda: log_candidate(settings, runtime).model_uri, params
+    plan = tracking.RunPlan(p.dataset, p.judges, params, config.judge_repeats)
+    with tracking.model_run(spec, params, model.model_id) as run_id:
+        trace_settings = _trace_settings(p, spec, settings, run_id, graders)
+        writer = TraceWriter(p.tracking_uri, trace_settings, enabled=not config.no_traces)
+        try:
+            answers = answer_all(
+                settings, [s.input for s in samples], transport, config.concurrency, config.quiet
+            )
+            rows = _grade(samples, answers, graders, writer.put)
+            result, notes = tracking.finish_model_run(plan, spec, run_id, rows, model.model_uri)
+        finally:
+            failed = writer.close()
+        if failed is not None:
+            notes = [*notes, f"traces of {spec.id} not written: {failed}"]
+    return result, notes
+
+
+def _grade(
+    samples: Sequence[Sample],
+    answers: Sequence[Answer],
+    graders: Sequence[Grader],
+    on_row: Callable[[RowResult], None],
+) -> list[RowResult]:
+    """Every judge's verdicts, one judge after the other (consecutive prompts of one judge share
+    their longest prefix: local servers reuse it); `on_row` gets each row once it is complete."""
+    graded: dict[str, list[Judgement]] = {}
+
+    def row(i: int, last: Judgement | None = None) -> RowResult:
+        judged = {key: js[i] for key, js in graded.items()}
+        if last is not None:
+            judged[graders[-1].judge.key] = last
+        return RowResult(i, samples[i], answers[i], judged)
+
+    for grader in graders:
+        done = (lambda i, j: on_row(row(i, j))) if grader is graders[-1] else None
+        graded[grader.judge.key] = grader.grade_all(samples, answers, done)
+    rows = [row(i) for i in range(len(samples))]
+    if not graders:
+        for r in rows:
+            on_row(r)
+    return rows
+
+
+def _trace_settings(
+    p: Prepared,
+    spec: ModelSpec,
+    settings: CandidateSettings,
+    run_id: str,
+    graders: Sequence[Grader],
+) -> TraceSettings:
+    by_key = {g.judge.key: g for g in graders}
+
+    def prompt(row: RowResult, key: str, verdict: Verdict) -> str:
+        return by_key[key].prompt(row.sample, row.answer.text or "", verdict.json)
+
+    return TraceSettings(
+        run_id=run_id,
+        experiment_id=p.experiment_id,
+        model=spec.id,
+        base_url=spec.base_url,
+        system_prompt=settings.system_prompt,
+        candidate_params={"temperature": settings.temperature, "max_tokens": settings.max_tokens},
+        upstreams=p.grading.upstreams,
+        prompt_layout=PROMPT_LAYOUT,
+        dataset_digest=p.dataset.digest,
+        judge_prompts=prompt,
+        judge_versions={g.judge.key: g.version for g in graders},
     )
 
 
@@ -193,15 +268,20 @@ def run(config: EvalConfig) -> Outcome:
         services.enter_context(activate(transport))
         graders = [Grader(j, p.grading, transport) for j in p.judges]
         outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [])
+        # Logged before any run is open: a model logged inside a run is that run's output, and
+        # MLflow's UI then lists the run under "Training runs", not "Evaluation runs".
+        models = [
+            log_candidate(candidate_settings(config, spec), transport.runtime) for spec in p.models
+        ]
         if len(p.models) == 1:
-            result, outcome.notes = evaluate_model(p, p.models[0], graders, transport)
+            result, outcome.notes = evaluate_model(p, p.models[0], graders, transport, models[0])
             outcome.results.append(result)
         else:
             with mlflow.start_run(run_name=f"compare {len(p.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
                 mlflow.log_params(config.loggable())
-                for spec in p.models:
-                    result, outcome.notes = evaluate_model(p, spec, graders, transport)
+                for spec, model in zip(p.models, models):
+                    result, outcome.notes = evaluate_model(p, spec, graders, transport, model)
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
                 _log_comparison(outcome)

@@ -147,7 +147,7 @@ class Verdict:
     repeat: int
     score: Score
     call: Call | None = None  # None: no call was made (the candidate produced no answer)
-    prompt_layout: str | None = None
+    json: bool = False  # asked for a JSON verdict (else MLflow's text format)
 
 
 @dataclass(frozen=True)
