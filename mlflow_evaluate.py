@@ -44,8 +44,10 @@ def _main(argv: list[str] | None) -> int:
             outcome = run(config)
             publish(outcome, config)
         if outcome.gate_failures:
+            gates = [g for g, on in (("--fail-under", config.fail_under),
+                                     ("--fail-if-worse", config.fail_if_worse)) if on]  # fmt: skip
             raise GateFailed(
-                "The --fail-under gate failed (everything was logged first):\n  "
+                f"The {' and '.join(gates)} gate failed (everything was logged first):\n  "
                 + "\n  ".join(outcome.gate_failures)
             )
         if outcome.failed_rows:

@@ -151,6 +151,17 @@ class EvalConfig:
         ".../ci_low for the interval's lower bound) is below VALUE or missing",
         parse=_thresholds, repeat=True, metavar="METRIC=VALUE",
     )  # fmt: skip
+    baseline: str | None = option(
+        None,
+        "compare with an earlier run on the same data, row by row: its run id, or 'last' (the "
+        "newest finished run of the experiment on the same dataset)",
+        parse=o.text, metavar="RUN_ID|last",
+    )  # fmt: skip
+    fail_if_worse: bool = option(
+        False,
+        "CI gate: exit 4 when a judge's 95%% interval against --baseline lies below zero",
+        parse=o.boolean, switch=True,
+    )  # fmt: skip
     judge_endpoint: str = option(
         "chat", "gateway endpoint for judges without @ENDPOINT", parse=o.text, metavar="NAME"
     )

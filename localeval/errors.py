@@ -10,7 +10,7 @@ EXIT_OK = 0
 EXIT_UNEXPECTED = 1  # a bug: Python prints the traceback
 EXIT_CANNOT_RUN = 2  # bad config, data or judges file; a server that does not answer
 EXIT_ROWS_FAILED = 3  # the run completed and was logged, but some rows failed after retries
-EXIT_GATE_FAILED = 4  # a --fail-under threshold was not met (everything was logged first)
+EXIT_GATE_FAILED = 4  # a --fail-under or --fail-if-worse gate failed (everything was logged first)
 EXIT_INTERRUPTED = 130  # Ctrl-C: what was answered so far is kept in the cache
 
 EXIT_CODES_HELP = f"""exit codes:
@@ -19,7 +19,8 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server
          that does not answer
   {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table)
-  {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met
+  {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met or
+         --fail-if-worse found a judge worse than --baseline
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); answers received so far are cached for the next run"""
 
 

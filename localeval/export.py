@@ -115,6 +115,7 @@ def aggregates(outcome: Outcome) -> dict[str, Any]:
                 "run_id": r.run_id,
                 "failed_rows": r.failed_rows,
                 "metrics": {k: _plain(v) for k, v in sorted(r.metrics.items())},
+                "vs_baseline": [_comparison(c) for c in r.vs_baseline],
             }
             for r in outcome.results
         },

@@ -19,7 +19,7 @@ from . import stats
 from .client import CallFailed, Endpoint, call_of
 from .judges import JudgeDef
 from .pool import map_ordered
-from .prompts import JSON_VERDICT
+from .prompts import JSON_VERDICT, JSON_VERDICT_VERSION
 from .transport import Transport
 from .types import (
     CANDIDATE_FAILED,
@@ -65,6 +65,13 @@ def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
     return out
 
 
+def prompt_version(judge: JudgeDef, judge_format: str) -> str:
+    """What makes a judge's prompt what it is: its metric version, the layout, the verdict format
+    (a run compared with a baseline must share it)."""
+    verdict = JSON_VERDICT_VERSION if judge_format == "json" else "text"
+    return f"{judge.key}|{PROMPT_LAYOUT}|{verdict}"
+
+
 class Grader:
     """Grades rows for one judge: every endpoint it names, `repeats` times each."""
 
@@ -91,9 +98,7 @@ class Grader:
 
     @property
     def version(self) -> str:
-        """What changes the judge's prompt: its metric version, the layout, the verdict format."""
-        verdict = "json-v2" if self.options.judge_format == "json" else "text"
-        return f"{self.judge.key}|{PROMPT_LAYOUT}|{verdict}"
+        return prompt_version(self.judge, self.options.judge_format)
 
     def prompt(self, sample: Sample, answer: str, use_json: bool) -> str:
         text = self.judge.render(sample.input, answer, grading_context(self.judge, sample))

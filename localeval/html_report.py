@@ -213,6 +213,9 @@ def render_html(
         script=Markup(SCRIPT),
         comparison=_comparison_section(results, judges, comparisons) if several else None,
         summaries=[(r, [present.judge_summary(r, j.key) for j in r.judges]) for r in results],
+        baseline=[
+            (r, [present.paired(c) for c in r.vs_baseline]) for r in results if r.vs_baseline
+        ],
         metrics=_metrics_table(results),
         histograms=_histograms(results),
         table=_rows_section(results, judges),

@@ -167,6 +167,13 @@ class PairedWording:
         )
 
 
+def versus(comparison: Comparison) -> str:
+    """The baseline's one line: `vs baseline <run>: answer_similarity/v1 -0.8 [-1.1, -0.5] over
+    20 rows: worse`."""
+    w = paired(comparison)
+    return f"vs {comparison.a}: {w.judge} {w.diff} {w.interval} over {w.rows} rows: {w.verdict}"
+
+
 def paired(comparison: Comparison) -> PairedWording:
     """How a paired comparison reads; the verdict is the one `PairedComparison` gives."""
     r = comparison.result
@@ -178,7 +185,7 @@ def paired(comparison: Comparison) -> PairedWording:
         interval=f"[{signed(r.ci_low)}, {signed(r.ci_high)}]",
         rows=r.n_pairs,
         p_b_better=MISSING if p is None else f"{p:.2f}",
-        verdict=r.verdict,
+        verdict=comparison.verdict,
     )
 
 

@@ -19,3 +19,4 @@ JSON_VERDICT_V2 = (
     "in your own words."
 )
 JSON_VERDICT = JSON_VERDICT_V2
+JSON_VERDICT_VERSION = "json-v2"

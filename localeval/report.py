@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from .present import MISSING, fmt, justification_text, paired
+from .present import MISSING, fmt, justification_text, paired, versus
 from .types import ModelResult, Outcome, Score
 
 WIDTH = 100
@@ -67,6 +67,7 @@ def format_outcome(outcome: Outcome) -> str:
     for result in outcome.results:
         parts.append(f"\n=== {result.model.id} ({result.model.base_url}) — run {result.run_id}")
         parts.append("Aggregated metrics:\n" + format_metrics(result.metrics))
+        parts += [versus(c) for c in result.vs_baseline]
         parts.append("\nPer-row results:\n" + format_rows(result))
         if result.failed_rows:
             parts.append(

@@ -12,11 +12,14 @@ from typing import Any
 import mlflow
 
 from . import stack, stats, tracking
+from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, compare_with, find_baseline
+from .baseline import metrics as baseline_metrics
 from .candidate import CandidateSettings, answer_all, log_candidate
 from .client import Runtime
 from .config import EvalConfig
 from .dataset import Columns, load_dataset
-from .grading import PROMPT_LAYOUT, Grader, GradingOptions
+from .errors import ConfigError
+from .grading import PROMPT_LAYOUT, Grader, GradingOptions, prompt_version
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .servers import gateway_upstreams
 from .traces import TraceSettings, TraceWriter
@@ -62,6 +65,7 @@ class Prepared:
     tracking_uri: str
     experiment_id: str
     params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
+    baseline: Baseline | None = None
 
 
 def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
@@ -89,6 +93,17 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         for d in judges
     }
     params["judge_format_used"] = judge_format
+    versions = {d.key: prompt_version(d, judge_format) for d in judges}
+    params[LAYOUT_PARAM] = PROMPT_LAYOUT
+    params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
+    base = None
+    if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
+        base = find_baseline(
+            tracking_uri, experiment_id, config.baseline, dataset, PROMPT_LAYOUT, versions
+        )
+        params[RUN_PARAM] = base.run_id
+    elif config.fail_if_worse:
+        raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
     grading = GradingOptions(
         resolved.gateway_url,
         judge_format,
@@ -99,7 +114,7 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         config.quiet,
     )
     return Prepared(
-        config, judges, dataset, resolved.models, grading, tracking_uri, experiment_id, params
+        config, judges, dataset, resolved.models, grading, tracking_uri, experiment_id, params, base
     )
 
 
@@ -148,6 +163,9 @@ def evaluate_model(
             )
             rows = _grade(samples, answers, graders, writer.put)
             result, notes = tracking.finish_model_run(plan, spec, run_id, rows, model.model_uri)
+            if p.baseline is not None:
+                result.vs_baseline = compare_with(p.baseline, result)
+                mlflow.log_metrics(baseline_metrics(result.vs_baseline))
         finally:
             failed = writer.close()
         if failed is not None:
@@ -225,9 +243,19 @@ def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[
     return out
 
 
-def check_gate(thresholds: Sequence[Threshold], results: Sequence[ModelResult]) -> list[str]:
-    """One line per --fail-under threshold that a model's metrics do not meet."""
+def check_gate(
+    thresholds: Sequence[Threshold], results: Sequence[ModelResult], fail_if_worse: bool = False
+) -> list[str]:
+    """One line per --fail-under threshold not met, and per judge worse than the baseline."""
     failures = []
+    for result in results if fail_if_worse else ():
+        for c in result.vs_baseline:
+            if c.verdict == "worse":
+                r = c.result
+                failures.append(
+                    f"{result.model.id}: {c.judge} is worse than {c.a}: {r.mean_diff:+.3g} "
+                    f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}] over {r.n_pairs} rows (--fail-if-worse)"
+                )
     for threshold in thresholds:
         for result in results:
             value = result.metrics.get(threshold.metric)
@@ -285,5 +313,5 @@ def run(config: EvalConfig) -> Outcome:
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
                 _log_comparison(outcome)
-        outcome.gate_failures = check_gate(config.fail_under, outcome.results)
+        outcome.gate_failures = check_gate(config.fail_under, outcome.results, config.fail_if_worse)
         return outcome

@@ -64,7 +64,13 @@ class TraceSettings:
 
 
 def _id(n: int) -> str:
+    """A random span or trace id, base64 as a span's dict holds it."""
     return base64.b64encode(os.urandom(n)).decode()
+
+
+def _hex(span_id: str) -> str:
+    """The same id as MLflow's entities show it (hex): what an assessment's `span_id` names."""
+    return base64.b64decode(span_id).hex()
 
 
 def _ns(seconds: float) -> int:
@@ -193,12 +199,12 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
                 name = f"{judge_name} [{verdict.endpoint} {verdict.repeat + 1}]"
                 source = f"{verdict.endpoint} ({upstream})"
                 assessments.append(
-                    _feedback(name, verdict.score, source, trace_id, span_id, settings)
+                    _feedback(name, verdict.score, source, trace_id, _hex(span_id), settings)
                 )
         endpoints = dict.fromkeys(v.endpoint for v in judgement.verdicts)
         source = "+".join(f"{e} ({settings.upstreams.get(e, '?')})" for e in endpoints)
         assessments.append(
-            _feedback(judge_name, judgement.combined, source, trace_id, root, settings,
+            _feedback(judge_name, judgement.combined, source, trace_id, _hex(root), settings,
                       {"metric": key, "verdicts": str(len(judgement.verdicts))})
         )  # fmt: skip
     if sample.target:
@@ -208,7 +214,7 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
                 value=sample.target,
                 source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id="data"),
                 trace_id=trace_id,
-                span_id=root,
+                span_id=_hex(root),
                 metadata={_SOURCE_RUN_ID: settings.run_id},
             )
         )

@@ -237,6 +237,7 @@ class ModelResult:
     metrics: dict[str, float]
     rows: list[RowResult]
     judges: tuple[JudgeInfo, ...] = ()
+    vs_baseline: list[Comparison] = field(default_factory=list)  # --baseline: this run vs it
 
     @property
     def failed_rows(self) -> int:
@@ -262,9 +263,12 @@ class PairedComparison:
 
     @property
     def verdict(self) -> str:
-        """'better', 'worse', 'no difference' or 'not distinguishable', for b against a."""
+        """'better', 'worse', 'no difference' (every pair equal), 'not distinguishable' or 'not
+        comparable' (no pair), for b against a on a score where higher is better."""
         if self.n_pairs == 0 or math.isnan(self.mean_diff):
             return "not comparable"
+        if self.ci_low == self.ci_high == 0:
+            return "no difference"
         if self.ci_low > 0:
             return "better"
         if self.ci_high < 0:
@@ -280,6 +284,15 @@ class Comparison:
     b: str
     judge: str  # the judge key, `<name>/<version>`
     result: PairedComparison
+    greater_is_better: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """b against a: 'better' or 'worse' in the judge's own sense of better."""
+        verdict = self.result.verdict
+        if not self.greater_is_better:
+            verdict = {"better": "worse", "worse": "better"}.get(verdict, verdict)
+        return verdict
 
 
 @dataclass

@@ -235,3 +235,42 @@ def test_mlflow_ui_shows_the_run_and_its_judge_metric(
     text = page_text(browser)
     assert run.info.run_name == "fake-model" and "fake-model" in text
     assert request.node.name in text  # the experiment, in the breadcrumb
+
+
+@pytest.mark.slow
+def test_evaluation_runs_page_lists_the_run_and_a_row_shows_its_assessment(
+    browser, fake, run_args, tracking_uri, mlflow_server, capsys, request
+):
+    """MLflow 3.17's GenAI UI: Evaluation runs → the run → a row → its judge's feedback."""
+    import mlflow
+    from selenium.webdriver.common.by import By
+
+    fake.reply = lambda body: (
+        "score: 2\njustification: Misses the lifecycle part."
+        if body["model"] == "chat"
+        else "A fake answer."
+    )
+    code, _, err = evaluate(run_args, capsys)
+    assert code == 0, err
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(request.node.name)
+    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/evaluation-runs")
+
+    def visible(xpath: str) -> Any:
+        return _wait(
+            browser,
+            lambda d: next((e for e in d.find_elements(By.XPATH, xpath) if e.is_displayed()), None),
+            timeout=90,
+        )
+
+    visible("//a[normalize-space(text())='fake-model']").click()  # the run is listed
+    visible("//*[contains(text(), 'What is MLflow?')]").click()  # its rows: open one
+    visible("//button[contains(., 'Assess')]").click()
+    toggle = "[data-component-id='shared.model-trace-explorer.toggle-assessment-expanded']"
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, toggle))[0].click()
+    _wait(
+        browser, lambda d: "Misses the lifecycle part." in d.find_element(By.TAG_NAME, "body").text
+    )
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "answer_similarity" in text and "Rationale" in text
+    assert "chat (openai:chat)" in text  # the judge: endpoint and the model behind it
