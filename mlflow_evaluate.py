@@ -36,12 +36,13 @@ def _main(argv: list[str] | None) -> int:
     try:
         config = resolve(argv)
         # Imported after the flags are read: --help must not pay for MLflow's import.
+        from localeval.feedback import agreement_run
         from localeval.publish import publish
         from localeval.runner import run
         from localeval.tracking import quiet_mlflow
 
         with quiet_mlflow():
-            outcome = run(config)
+            outcome = run(config) if config.agreement is None else agreement_run(config)
             publish(outcome, config)
         if outcome.gate_failures:
             gates = [g for g, on in (("--fail-under", config.fail_under),

@@ -221,6 +221,24 @@ class EvalConfig:
         "no trace per row (MLflow's Evaluation runs page then does not list the run)",
         parse=o.boolean, switch=True,
     )  # fmt: skip
+    answer_col: str | None = option(
+        None,
+        "judge the answers already in this data column (from logs, another system, or written by "
+        "hand): no candidate model and no candidate call",
+        parse=o.text, metavar="COL",
+    )  # fmt: skip
+    human_col: tuple[str, ...] = option(
+        (),
+        "a person's grades for some rows (empty cells: unlabelled), repeatable; JUDGE=COL for "
+        "one judge, COL alone with one judge; a column human_<judge> is read without this",
+        parse=_strings, repeat=True, metavar="[JUDGE=]COL",
+    )  # fmt: skip
+    agreement: str | None = option(
+        None,
+        "make no LLM call: read the human feedback people gave in MLflow's UI to run RUN_ID's "
+        "rows, and log the judge-vs-human agreement to that run",
+        parse=o.text, metavar="RUN_ID",
+    )  # fmt: skip
     input_col: str = option(INPUTS, "data column holding the question", parse=o.text, metavar="COL")
     target_col: str = option(
         GROUND_TRUTH, "data column holding the expected answer", parse=o.text, metavar="COL"

@@ -23,6 +23,8 @@ class Columns:
     input: str = INPUTS
     target: str = GROUND_TRUTH
     context: str = CONTEXT
+    answer: str | None = None  # --answer-col: answers judged as they are, no candidate call
+    labels: tuple[tuple[str, str], ...] = ()  # (judge name, column of a person's grades)
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -90,6 +92,25 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _labels(
+    path: Path, row: int, record: dict[str, Any], columns: tuple[tuple[str, str], ...]
+) -> dict[str, float]:
+    """A person's grades on this row, per judge: a number, or nothing where the cell is empty."""
+    out = {}
+    for judge, column in columns:
+        text = _text(record.get(column))
+        if text is None:
+            continue  # not labelled: ignored by the agreement statistics
+        try:
+            out[judge] = float(text)
+        except ValueError:
+            raise DataError(
+                f"Data file {path}, row {row}, column {column!r}: {text!r} is not a grade (a "
+                "number such as 4, or empty for an unlabelled row)."
+            ) from None
+    return out
+
+
 def load_dataset(
     path: Path,
     columns: Columns = Columns(),
@@ -97,6 +118,7 @@ def load_dataset(
     need_context: bool = False,
     need_extra: tuple[str, ...] = (),
     needed_by: dict[str, str] | None = None,
+    judges: tuple[str, ...] = (),
 ) -> Dataset:
     """Read a CSV, JSON, JSONL or Parquet file into samples, or raise DataError naming the fault.
 
@@ -105,6 +127,8 @@ def load_dataset(
         need_context: every row must have a context (a judge grades against it).
         need_extra: other columns every row must fill (a custom judge's grading context).
         needed_by: for the messages, which judges need a column ("context" -> "faithfulness").
+        judges: judge names whose `human_<name>` column, if the data has one, holds a person's
+            grades (`columns.labels` names other columns).
     """
     needed_by = needed_by or {}
     path = Path(path)
@@ -129,6 +153,17 @@ def load_dataset(
         required.append(
             (extra, "change the judge's grading_context_columns", why(extra, "grading context"))
         )
+    if columns.answer is not None:
+        required.append((columns.answer, "pick another with --answer-col", "the answer to judge"))
+    found = tuple((j, f"human_{j}") for j in judges if f"human_{j}" in present)
+    named = {judge for judge, _ in columns.labels}
+    labels = columns.labels + tuple(pair for pair in found if pair[0] not in named)
+    for judge, column in labels:
+        if column not in present:
+            raise DataError(
+                f"Data file {path} has no column {column!r} (a person's grades for {judge}, "
+                f"--human-col); its columns are {sorted(present)}."
+            )
     for column, flag, what in required:
         if column not in present:
             raise DataError(
@@ -140,17 +175,16 @@ def load_dataset(
         row = index + 1  # 1-based, as a person counts data rows (CSV header excluded)
         if not isinstance(record, dict):
             raise DataError(f"Data file {path}, row {row}: expected an object, got {record!r}.")
-        values = {
-            c: _text(record.get(c))
-            for c in (columns.input, columns.target, columns.context, *need_extra)
-        }
+        named = (columns.input, columns.target, columns.context, columns.answer, *need_extra)
+        values = {c: _text(record.get(c)) for c in named if c is not None}
         for column, _flag, what in required:
             if values[column] is None:
                 raise DataError(
                     f"Data file {path}, row {row}, column {column!r}: empty ({what} is "
                     "required). Fill it in or remove the row."
                 )
-        used = {columns.input, columns.target, columns.context}
+        used = {columns.input, columns.target, columns.context, columns.answer}
+        used.update(column for _, column in labels)
         samples.append(
             Sample(
                 id=str(record.get("id") or row),
@@ -158,6 +192,8 @@ def load_dataset(
                 target=values[columns.target],
                 context=values[columns.context],
                 metadata={k: v for k, v in record.items() if k not in used and k != "id"},
+                answer=values.get(columns.answer) if columns.answer else None,
+                labels=_labels(path, row, record, labels),
             )
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]

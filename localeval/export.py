@@ -116,6 +116,12 @@ def aggregates(outcome: Outcome) -> dict[str, Any]:
                 "failed_rows": r.failed_rows,
                 "metrics": {k: _plain(v) for k, v in sorted(r.metrics.items())},
                 "vs_baseline": [_comparison(c) for c in r.vs_baseline],
+                "undefined": dict(sorted(r.undefined.items())),
+                "warnings": list(r.warnings),
+                "human": {
+                    key: {"grades": list(a.grades), "matrix": [list(row) for row in a.matrix]}
+                    for key, a in r.human.items()
+                },
             }
             for r in outcome.results
         },

@@ -182,19 +182,38 @@ def aggregate(
     return out
 
 
-def aggregates(judge: JudgeDef, rows: Sequence[Judgement], repeats: int) -> dict[str, float]:
-    """A judge's aggregates: MLflow's, plus unscored share, CI, agreement, failures, usage."""
+def aggregates(
+    judge: JudgeDef, rows: Sequence[Judgement], repeats: int
+) -> tuple[dict[str, float], dict[str, str]]:
+    """A judge's aggregates (MLflow's, plus unscored shares, CI, agreement, failures, usage),
+    and for each one that cannot be computed, why (it is then left out, never made up)."""
     out = aggregate([j.combined.value for j in rows], judge.aggregations)
+    undefined: dict[str, str] = {}
+    if "mean" not in out:
+        undefined["mean"] = f"the judge scored none of the {len(rows)} rows"
+    asked = [v.score for j in rows for v in j.verdicts if v.call is not None]
+    if asked:  # every verdict asked of the judge, all repeats and endpoints
+        out["unscored_verdict_ratio"] = sum(not s.scored for s in asked) / len(asked)
     if repeats > 1:
         per_endpoint = [
             [s.value for s in scores] for j in rows for scores in j.by_endpoint().values()
         ]
-        out["self_consistency"] = stats.self_consistency(per_endpoint)
+        consistency = stats.self_consistency(per_endpoint)
+        if consistency == consistency:
+            out["self_consistency"] = consistency
+        else:
+            undefined["self_consistency"] = (
+                f"no row has two scored verdicts of one endpoint (of {repeats} asked per row)"
+            )
         spreads = [s for s in map(stats.spread, per_endpoint) if s is not None]
         if spreads:
             out["mean_spread"] = float(sum(spreads) / len(spreads))
     if len(judge.endpoints) > 1:
-        out.update(_agreement(rows, judge.endpoints))
+        name, value, why = _agreement(rows, judge.endpoints)
+        if why is None:
+            out[name] = value
+        else:
+            undefined[name] = why
     out["failed_rows"] = float(sum(j.call_failed for j in rows))
     calls = [v.call for j in rows for v in j.verdicts if v.call is not None]
     completion = sum(c.completion_tokens or 0 for c in calls)
@@ -203,10 +222,14 @@ def aggregates(judge: JudgeDef, rows: Sequence[Judgement], repeats: int) -> dict
     out["judge_completion_tokens"] = float(completion)
     if latency > 0:
         out["judge_tokens_per_s"] = completion / latency
-    return out
+    return out, undefined
 
 
-def _agreement(rows: Sequence[Judgement], endpoints: tuple[str, ...]) -> dict[str, float]:
+def _agreement(
+    rows: Sequence[Judgement], endpoints: tuple[str, ...]
+) -> tuple[str, float, str | None]:
+    """Agreement between the endpoints: (metric name, value, why it is undefined or None)."""
+
     # Each endpoint's per-row mean over its repeats; kappa wants the first repeat's integer grade.
     def mean(scores: list[Score]) -> float | None:
         vals = [s.value for s in scores if s.value is not None]
@@ -220,10 +243,23 @@ def _agreement(rows: Sequence[Judgement], endpoints: tuple[str, ...]) -> dict[st
         a = [grade(r[endpoints[0]][0]) for r in by_endpoint]
         b = [grade(r[endpoints[1]][0]) for r in by_endpoint]
         kappa = stats.cohen_kappa_quadratic(a, b)
-        return {} if kappa != kappa else {"agreement_kappa": kappa}
+        pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+        if kappa == kappa:
+            return "agreement_kappa", kappa, None
+        if not pairs:
+            return "agreement_kappa", kappa, "no row was scored by both judges"
+        return (
+            "agreement_kappa",
+            kappa,
+            (
+                f"both judges gave one single grade on all {len(pairs)} rows scored by both: "
+                "agreement cannot be told from chance"
+            ),
+        )
     matrix = [[mean(r[e]) for e in endpoints] for r in by_endpoint]
     alpha = stats.krippendorff_alpha(matrix, level="interval")
-    return {} if alpha != alpha else {"agreement_alpha": alpha}
+    why = None if alpha == alpha else "no variation among the judges' scores, or no row two scored"
+    return "agreement_alpha", alpha, why
 
 
 def verdict_records(rows: Sequence[Judgement]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from . import charts, present
 from .errors import EvalError
-from .types import Comparison, JudgeInfo, ModelResult, Outcome, RowResult, Score
+from .types import Comparison, HumanAgreement, JudgeInfo, ModelResult, Outcome, RowResult, Score
 
 _STATIC = files(__package__) / "static"
 STYLE = (_STATIC / "report.css").read_text(encoding="utf-8")
@@ -42,7 +42,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(fmt=present.fmt, interval=present.interval_text)
+_ENV.filters.update(fmt=present.fmt, interval=present.interval_text, zip=zip)
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,17 @@ def _metrics_table(results: Sequence[ModelResult]) -> list[tuple[str, list[tuple
     return [(name, [rows.get(name, (None, None)) for rows in per_model]) for name in names]
 
 
+def _differ_rows(result: ModelResult, agreement: HumanAgreement) -> list[tuple[Any, ...]]:
+    """(row number, question, answer, judge, person) where judge and person differ most."""
+    out = []
+    for index, judge, person in agreement.differ:
+        row = result.rows[index] if index < len(result.rows) else None
+        question = row.sample.input if row else ""
+        answer = (row.answer.text or row.answer.error or "") if row else ""
+        out.append((index + 1, question, answer, present.fmt(judge, 3), present.fmt(person, 3)))
+    return out
+
+
 def render_html(
     results: Sequence[ModelResult],
     *,
@@ -216,6 +227,13 @@ def render_html(
         baseline=[
             (r, [present.paired(c) for c in r.vs_baseline]) for r in results if r.vs_baseline
         ],
+        human=[
+            (r, key, present.human_summary(key, a), a, _differ_rows(r, a))
+            for r in results
+            for key, a in r.human.items()
+        ],
+        warnings=[w for r in results for w in r.warnings],
+        undefined=[(k, why) for r in results for k, why in sorted(r.undefined.items())],
         metrics=_metrics_table(results),
         histograms=_histograms(results),
         table=_rows_section(results, judges),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Call, Comparison, ModelResult, RowResult, Score
+from .types import Call, Comparison, HumanAgreement, ModelResult, RowResult, Score
 
 MISSING = "—"
 HISTOGRAM_MAX_BARS = 12  # up to this many distinct scores get a bar each, else equal-width bins
@@ -165,6 +165,26 @@ class PairedWording:
             f"{self.models} on {self.judge}: {self.diff} {self.interval} over {self.rows} rows, "
             f"P(b better) {self.p_b_better}: {self.verdict}"
         )
+
+
+def human_summary(key: str, agreement: HumanAgreement) -> str:
+    """A judge against people in one line: kappa, its interval, exact and within-one agreement,
+    leniency, and the rows behind them."""
+    m, n = agreement.metrics, int(agreement.metrics.get("human_labelled_rows", 0))
+    if "human_kappa" in m:
+        kappa = f"kappa {fmt(m['human_kappa'], 3)}"
+        if "human_kappa_ci_low" in m:
+            kappa += f" [{fmt(m['human_kappa_ci_low'], 3)}, {fmt(m['human_kappa_ci_high'], 3)}]"
+    else:
+        kappa = f"kappa {MISSING} ({agreement.undefined.get('human_kappa', 'undefined')})"
+    if n == 0:
+        return f"{key} vs people: {kappa}"
+    diff = m.get("human_mean_diff", 0.0)
+    lean = "lenient" if diff > 0 else "strict" if diff < 0 else "neither lenient nor strict"
+    return (
+        f"{key} vs people on {n} labelled rows: {kappa}; exact {fmt(m['human_exact'], 3)}, "
+        f"within one {fmt(m['human_within_1'], 3)}; judge minus person {signed(diff)} ({lean})"
+    )
 
 
 def versus(comparison: Comparison) -> str:

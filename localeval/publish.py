@@ -26,6 +26,9 @@ def log_reports(outcome: Outcome) -> None:
 
 def publish(outcome: Outcome, config: EvalConfig) -> None:
     """Log the reports, print the terminal report, write the files asked for."""
+    if config.agreement is not None:  # no rows to show: the agreement alone
+        print(format_outcome(outcome))
+        return
     log_reports(outcome)
     print(format_outcome(outcome))
     if config.report is not None:

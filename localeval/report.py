@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from .present import MISSING, fmt, justification_text, paired, versus
-from .types import ModelResult, Outcome, Score
+from .present import MISSING, fmt, human_summary, justification_text, paired, versus
+from .types import HumanAgreement, ModelResult, Outcome, Score
 
 WIDTH = 100
 UNSCORED_SHOWN = 300  # characters of an unparseable judge reply shown in the terminal
@@ -44,10 +44,21 @@ def format_rows(result: ModelResult) -> str:
     return "\n".join(lines)
 
 
-def format_metrics(metrics: dict[str, float]) -> str:
-    """One `name  value` line per metric, sorted by name."""
-    width = max((len(k) for k in metrics), default=0)
-    return "\n".join(f"  {k:<{width}}  {fmt(v, 3)}" for k, v in sorted(metrics.items()))
+def format_metrics(metrics: dict[str, float], undefined: dict[str, str] | None = None) -> str:
+    """One `name  value` line per metric, sorted by name; an undefined one with why."""
+    shown = {k: fmt(v, 3) for k, v in metrics.items()}
+    shown.update({k: f"{MISSING} ({why})" for k, why in (undefined or {}).items()})
+    width = max((len(k) for k in shown), default=0)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in sorted(shown.items()))
+
+
+def format_matrix(agreement: HumanAgreement) -> str:
+    """The judge × person counts: a row per judge grade, a column per person grade."""
+    grades = agreement.grades
+    lines = ["    judge \\ person " + " ".join(f"{g:>4}" for g in grades)]
+    for grade, counts in zip(grades, agreement.matrix):
+        lines.append(f"    {grade:>14} " + " ".join(f"{c:>4}" for c in counts))
+    return "\n".join(lines)
 
 
 def format_comparison(results: list[ModelResult]) -> str:
@@ -66,9 +77,14 @@ def format_outcome(outcome: Outcome) -> str:
     parts = [f"note: {note}" for note in outcome.notes]
     for result in outcome.results:
         parts.append(f"\n=== {result.model.id} ({result.model.base_url}) — run {result.run_id}")
-        parts.append("Aggregated metrics:\n" + format_metrics(result.metrics))
+        if result.rows or result.metrics:
+            parts.append("Aggregated metrics:\n" + format_metrics(result.metrics, result.undefined))
         parts += [versus(c) for c in result.vs_baseline]
-        parts.append("\nPer-row results:\n" + format_rows(result))
+        for key, agreement in result.human.items():
+            parts.append(human_summary(key, agreement) + "\n" + format_matrix(agreement))
+        parts += [f"warning: {w}" for w in result.warnings]
+        if result.rows:
+            parts.append("\nPer-row results:\n" + format_rows(result))
         if result.failed_rows:
             parts.append(
                 f"\n{result.failed_rows} row(s) failed after retries (FAILED answers or "

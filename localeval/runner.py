@@ -19,6 +19,7 @@ from .client import Runtime
 from .config import EvalConfig
 from .dataset import Columns, load_dataset
 from .errors import ConfigError
+from .gate import check_gate
 from .grading import PROMPT_LAYOUT, Grader, GradingOptions, prompt_version
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .servers import gateway_upstreams
@@ -34,22 +35,50 @@ from .types import (
     Outcome,
     RowResult,
     Sample,
-    Threshold,
     Verdict,
 )
+
+
+def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """--human-col values as (judge name, column): `JUDGE=COL`, or `COL` with a single judge."""
+    out = []
+    for item in given:
+        judge, sep, column = item.rpartition("=")
+        if not sep:
+            if len(judges) != 1:
+                raise ConfigError(
+                    f"--human-col {item}: with several judges ({', '.join(judges)}) say whose "
+                    f"grades the column holds: --human-col {judges[0]}={item}."
+                )
+            judge = judges[0]
+        if judge not in judges:
+            raise ConfigError(
+                f"--human-col {item}: no judge {judge!r} in this run ({', '.join(judges)})."
+            )
+        out.append((judge, column))
+    return tuple(out)
 
 
 def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
     """Read the dataset, requiring the columns the chosen judges grade against."""
     needed = needed_columns(judges)
     need_target, need_context, extra = judge_roles(needed)
+    names = [j.name for j in judges]
+    columns = Columns(
+        config.input_col,
+        config.target_col,
+        config.context_col,
+        answer=config.answer_col,
+        labels=human_columns(config.human_col, names),
+    )
     return load_dataset(
         config.data,
-        Columns(config.input_col, config.target_col, config.context_col),
+        columns,
         need_target=need_target,
         need_context=need_context,
         need_extra=extra,
         needed_by={c: ", ".join(names) for c, names in needed.items()},
+        judges=tuple(names),
     )
 
 
@@ -66,16 +95,29 @@ class Prepared:
     experiment_id: str
     params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
     baseline: Baseline | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
     """Judges, data and servers checked (exit 2 before any call if one is wrong); store open."""
     judges = resolve_judges(config)
     dataset = load_data(config, judges)
-    resolved = stack.bring_up(config, services)
+    endpoints = {e for d in judges for e in d.endpoints}
+    from_data = config.answer_col is not None
+    resolved = stack.bring_up(config, services, endpoints, candidates=not from_data)
     for line in resolved.started:
         print(line, flush=True)
     stack.preflight(config, resolved, {e: d.name for d in judges for e in d.endpoints})
+    models = resolved.models
+    if from_data:  # the answers in the data play the candidate: nothing to call
+        models = (ModelSpec(f"answers:{config.answer_col}", f"data column {config.answer_col}"),)
+    notes = []
+    if resolved.embedded_judge:
+        notes.append(
+            f"the judge is the embedded {stack.EMBEDDED_MODEL_ID}, a stand-in: its scores show "
+            "that the pipeline works, not how good the answers are. Point the 'chat' endpoint "
+            f"of {config.gateway_config} at a real judge (README: 'Can I trust my judge?')."
+        )
     tracking_uri = config.tracking_uri or tracking.default_tracking_uri()
     experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
     judge_format = config.judge_format
@@ -84,7 +126,6 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
     upstreams = gateway_upstreams(resolved.gateway_url)
     # A verdict is cached under the model behind the endpoint, not the gateway's port.
     gateway = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
-    endpoints = {e for d in judges for e in d.endpoints}
     server_ids = {
         e: f"{gateway}|{upstreams.get(e, '?')}|{resolved.judge_server_id or ''}" for e in endpoints
     }
@@ -114,7 +155,7 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         config.quiet,
     )
     return Prepared(
-        config, judges, dataset, resolved.models, grading, tracking_uri, experiment_id, params, base
+        config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
     )
 
 
@@ -139,11 +180,12 @@ def evaluate_model(
     """One model: its MLflow run, every row's answer, every judge's verdicts, the evaluation.
 
     Args:
-        model: the candidate's logged model (MLflow's ModelInfo).
+        model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
     """
     config = p.config
     settings = candidate_settings(config, spec)
     samples = p.dataset.samples
+    from_data = model is None
     params = {
         **config.loggable(),
         **p.params,
@@ -154,15 +196,20 @@ def evaluate_model(
         "dataset_rows": str(len(samples)),
     }
     plan = tracking.RunPlan(p.dataset, p.judges, params, config.judge_repeats)
-    with tracking.model_run(spec, params, model.model_id) as run_id:
+    with tracking.model_run(spec, params, None if from_data else model.model_id) as run_id:
         trace_settings = _trace_settings(p, spec, settings, run_id, graders)
         writer = TraceWriter(p.tracking_uri, trace_settings, enabled=not config.no_traces)
         try:
-            answers = answer_all(
-                settings, [s.input for s in samples], transport, config.concurrency, config.quiet
-            )
+            if from_data:
+                answers = [Answer(s.answer) for s in samples]
+            else:
+                questions = [s.input for s in samples]
+                answers = answer_all(
+                    settings, questions, transport, config.concurrency, config.quiet
+                )
             rows = _grade(samples, answers, graders, writer.put)
-            result, notes = tracking.finish_model_run(plan, spec, run_id, rows, model.model_uri)
+            uri = None if from_data else model.model_uri
+            result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri)
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
                 mlflow.log_metrics(baseline_metrics(result.vs_baseline))
@@ -243,34 +290,6 @@ def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[
     return out
 
 
-def check_gate(
-    thresholds: Sequence[Threshold], results: Sequence[ModelResult], fail_if_worse: bool = False
-) -> list[str]:
-    """One line per --fail-under threshold not met, and per judge worse than the baseline."""
-    failures = []
-    for result in results if fail_if_worse else ():
-        for c in result.vs_baseline:
-            if c.verdict == "worse":
-                r = c.result
-                failures.append(
-                    f"{result.model.id}: {c.judge} is worse than {c.a}: {r.mean_diff:+.3g} "
-                    f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}] over {r.n_pairs} rows (--fail-if-worse)"
-                )
-    for threshold in thresholds:
-        for result in results:
-            value = result.metrics.get(threshold.metric)
-            if value is None or value != value:
-                failures.append(
-                    f"{result.model.id}: {threshold.metric} is missing (no row could be graded, "
-                    f"or no such metric), required >= {threshold.value:g}"
-                )
-            elif value < threshold.value:
-                failures.append(
-                    f"{result.model.id}: {threshold.metric} = {value:.4g} < {threshold.value:g}"
-                )
-    return failures
-
-
 def _log_comparison(outcome: Outcome) -> None:
     """The model × metric table and the paired comparisons, on the parent run."""
     table = {r.model.id: {k: v for k, v in r.metrics.items() if v == v} for r in outcome.results}
@@ -295,21 +314,26 @@ def run(config: EvalConfig) -> Outcome:
         services.callback(transport.close)
         services.enter_context(activate(transport))
         graders = [Grader(j, p.grading, transport) for j in p.judges]
-        outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [])
+        outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [], notes=list(p.notes))
         # Logged before any run is open: a model logged inside a run is that run's output, and
         # MLflow's UI then lists the run under "Training runs", not "Evaluation runs".
         models = [
-            log_candidate(candidate_settings(config, spec), transport.runtime) for spec in p.models
+            None
+            if config.answer_col
+            else log_candidate(candidate_settings(config, spec), transport.runtime)
+            for spec in p.models
         ]
         if len(p.models) == 1:
-            result, outcome.notes = evaluate_model(p, p.models[0], graders, transport, models[0])
+            result, notes = evaluate_model(p, p.models[0], graders, transport, models[0])
+            outcome.notes += notes
             outcome.results.append(result)
         else:
             with mlflow.start_run(run_name=f"compare {len(p.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
                 mlflow.log_params(config.loggable())
                 for spec, model in zip(p.models, models):
-                    result, outcome.notes = evaluate_model(p, spec, graders, transport, model)
+                    result, notes = evaluate_model(p, spec, graders, transport, model)
+                    outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
                 _log_comparison(outcome)

@@ -37,6 +37,7 @@ from .types import ModelSpec
 EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_CHAT_FORMAT = "gemma"  # the GGUF is a base model without a usable chat template
 EMBEDDED_N_CTX = 4096
+OPENAI_BASE = "https://api.openai.com/v1"  # the gateway's default for provider openai
 
 
 def _gguf_package() -> Any:
@@ -99,10 +100,8 @@ def start_llm_server(log_dir: Path, env: dict[str, str], stack: ExitStack) -> Se
     return service
 
 
-def render_gateway_config(
-    source: Path, upstream: str | None, model_id: str | None, out_dir: Path
-) -> Path:
-    """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
+def read_gateway_config(source: Path) -> dict:
+    """The gateway config file as a mapping with an `endpoints:` list, or a ConfigError."""
     try:
         config = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -113,6 +112,37 @@ def render_gateway_config(
         raise ConfigError(f"Gateway config {source} is not valid YAML: {exc}.") from None
     if not isinstance(config, dict) or not isinstance(config.get("endpoints"), list):
         raise ConfigError(f"Gateway config {source} has no 'endpoints:' list.")
+    return config
+
+
+def upstreams_in(config: dict, names: set[str]) -> dict[str, tuple[str, str]]:
+    """The OpenAI-compatible server behind each named endpoint: name -> (base URL, model)."""
+    out = {}
+    for endpoint in config["endpoints"]:
+        if not isinstance(endpoint, dict) or endpoint.get("name") not in names:
+            continue
+        model = endpoint.get("model")
+        if isinstance(model, dict) and model.get("provider") == "openai":
+            base = (model.get("config") or {}).get("openai_api_base") or OPENAI_BASE
+            out[endpoint["name"]] = (str(base), str(model.get("name")))
+    return out
+
+
+def _upstreams_answer(config: dict, names: set[str]) -> bool:
+    """Whether each named endpoint's server answers and lists its model (an endpoint of another
+    provider is taken as answering: we cannot probe it)."""
+    for base, model in upstreams_in(config, names).values():
+        listed = list_models(base)
+        if listed is None or model not in listed:
+            return False
+    return True
+
+
+def render_gateway_config(
+    source: Path, upstream: str | None, model_id: str | None, out_dir: Path
+) -> Path:
+    """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
+    config = read_gateway_config(source)
     if upstream is not None:
         for index, endpoint in enumerate(config["endpoints"]):
             model = endpoint.get("model") if isinstance(endpoint, dict) else None
@@ -180,14 +210,27 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
-    """Start what the run needs and is missing; register each service's stop on `stack`."""
+def bring_up(
+    config: EvalConfig, stack: ExitStack, judge_endpoints: set[str], candidates: bool = True
+) -> Resolved:
+    """Start what the run needs and is missing; register each service's stop on `stack`.
+
+    Args:
+        judge_endpoints: the gateway endpoints the judges ask.
+        candidates: False when the answers come from the data (no candidate server needed).
+    """
     log_dir = _log_dir(stack)
     env = _child_env()
     started: list[str] = []
     services: list[Service] = []  # started together, waited for together (saves ~1 s)
-    models = config.models
+    models = config.models if candidates else ()
     embedded_url: str | None = None
+
+    def start_embedded() -> str:
+        service = start_llm_server(log_dir, env, stack)
+        services.append(service)
+        started.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
+        return service.url
 
     # Probed once per server: which candidates already answer (none count on --stack embedded).
     answering = {
@@ -204,10 +247,7 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
                 f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
                 "model."
             )
-        service = start_llm_server(log_dir, env, stack)
-        services.append(service)
-        embedded_url = service.url
-        started.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
+        embedded_url = start_embedded()
         embedded = ModelSpec(EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
         models = tuple(m if answering[m.base_url] else embedded for m in models)
 
@@ -218,7 +258,16 @@ def bring_up(config: EvalConfig, stack: ExitStack) -> Resolved:
     ):
         upstream_id = None
         upstream = None
-        if embedded_url is not None:
+        # Our gateway judges with the user's servers when they answer; else with the embedded
+        # model (already started for the candidate, or started now for the judge alone).
+        user_config = read_gateway_config(config.gateway_config)
+        if (
+            embedded_url is not None
+            or config.stack == "embedded"
+            or not _upstreams_answer(user_config, judge_endpoints)
+        ):
+            if embedded_url is None and config.stack != "external":
+                embedded_url = start_embedded()
             upstream, upstream_id = embedded_url, EMBEDDED_MODEL_ID
             embedded_judge = True
         rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)

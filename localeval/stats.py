@@ -186,3 +186,33 @@ def spread(row: Sequence[Value]) -> float | None:
     """Population standard deviation of a row's scored verdicts; None below two scored."""
     scored = [float(v) for v in row if _present(v)]
     return float(np.std(scored)) if len(scored) >= 2 else None
+
+
+def kappa_interval(
+    a: Sequence[Value],
+    b: Sequence[Value],
+    labels: Sequence[float],
+    confidence: float = CONFIDENCE,
+    n_resamples: int = RESAMPLES,
+    seed: int | None = SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `cohen_kappa_quadratic` over the rows both rated.
+
+    Resamples whose kappa is undefined (no expected disagreement in that resample) are left out;
+    (nan, nan) when no resample gives a kappa.
+    """
+    pairs = [(x, y) for x, y in zip(a, b) if _present(x) and _present(y)]
+    if len(pairs) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    xs = np.array([x for x, _ in pairs], dtype=float)
+    ys = np.array([y for _, y in pairs], dtype=float)
+    kappas = []
+    for _ in range(n_resamples):
+        pick = rng.integers(0, len(pairs), size=len(pairs))
+        kappa = cohen_kappa_quadratic(xs[pick].tolist(), ys[pick].tolist(), labels)
+        if not math.isnan(kappa):
+            kappas.append(kappa)
+    if not kappas:
+        return math.nan, math.nan
+    return _interval(np.array(kappas), confidence)

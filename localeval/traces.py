@@ -158,8 +158,11 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
     timed = [c for c in calls if c is not None]
     started = min((c.started for c in timed), default=0.0)
     ended = max((c.started + c.latency_s for c in timed), default=started)
+    # Answers from the data (--answer-col) were not asked of any model: their span says so.
+    asked = answer.call is not None or answer.failed
     candidate = _span(
-        otel_trace, _id(8), root, "candidate", "CHAT_MODEL", answer.call,
+        otel_trace, _id(8), root, "candidate" if asked else "answer from the data",
+        "CHAT_MODEL" if asked else "UNKNOWN", answer.call,
         {"messages": [{"role": "system", "content": settings.system_prompt},
                       {"role": "user", "content": sample.input}]}, answer.text,
         {"model": settings.model, "base_url": settings.base_url, **settings.candidate_params,

@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput
 
+from .agreement import human_agreement
 from .candidate import answer_frame
 from .grading import aggregates, verdict_records
 from .judges import JudgeDef
@@ -164,9 +165,19 @@ def finish_model_run(
     """
     dataset = plan.dataset
     answers = [r.answer for r in rows]
-    judged = {
-        j.key: aggregates(j, [r.judgements[j.key] for r in rows], plan.repeats) for j in plan.judges
-    }
+    judged, undefined, human, warnings = {}, {}, {}, []
+    for j in plan.judges:
+        graded = [r.judgements[j.key] for r in rows]
+        judged[j.key], why = aggregates(j, graded, plan.repeats)
+        undefined.update({f"{j.key}/{name}": text for name, text in why.items()})
+        scores = [g.combined.value for g in graded]
+        labels = [r.sample.labels.get(j.name) for r in rows]
+        if (vs_people := human_agreement(scores, labels, j.low, j.high)) is not None:
+            human[j.key] = vs_people
+            judged[j.key].update(vs_people.metrics)
+            undefined.update({f"{j.key}/{k}": text for k, text in vs_people.undefined.items()})
+        if (warning := _same_everywhere(j.key, scores)) is not None:
+            warnings.append(warning)
     metrics, notes = offline_metrics(answers, dataset.has_targets)
     metrics += [
         judge_metric(j, [r.judgements[j.key] for r in rows], judged[j.key]) for j in plan.judges
@@ -191,7 +202,23 @@ def finish_model_run(
         mlflow.log_dict(records, f"judge_verdicts/{judge.name}.json")
     infos = tuple(j.info for j in plan.judges)
     outcome = ModelResult(spec, run_id, {**result.metrics, **extra}, rows, infos)
+    outcome.human, outcome.undefined, outcome.warnings = human, undefined, warnings
     return outcome, notes
+
+
+SAME_SCORE_ROWS = 10  # a judge that gives every one of this many rows one score says nothing
+
+
+def _same_everywhere(key: str, scores: Sequence[float | None]) -> str | None:
+    scored = [s for s in scores if s is not None]
+    if len(scored) < SAME_SCORE_ROWS or len(set(scored)) > 1:
+        return None
+    return (
+        f"{key} gave every one of the {len(scored)} scored rows the same score "
+        f"({scored[0]:g}): it may not be telling answers apart. Check the judge on a "
+        "known-answer set: --data data/judge_check.csv --answer-col answer (README, 'Can I "
+        "trust my judge?')."
+    )
 
 
 def _with_heuristics(

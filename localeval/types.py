@@ -74,6 +74,8 @@ class Sample:
     target: str | None = None
     context: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None  # --answer-col: the answer to judge, from the data
+    labels: dict[str, float] = field(default_factory=dict)  # judge name -> a person's grade
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,21 @@ class JudgeInfo:
         return f"{self.name}/{self.version}"
 
 
+@dataclass(frozen=True)
+class HumanAgreement:
+    """A judge against a person's grades on the rows both graded.
+
+    `metrics` are named as the run logs them after the judge's key (`human_kappa`, ...);
+    `undefined` says, per metric that could not be computed, why.
+    """
+
+    grades: tuple[int, ...]  # the scale, e.g. (1, 2, 3, 4, 5)
+    matrix: tuple[tuple[int, ...], ...]  # rows: the judge's grade, columns: the person's
+    metrics: dict[str, float]
+    undefined: dict[str, str]
+    differ: tuple[tuple[int, float, float], ...]  # (row index, judge, person), widest first
+
+
 @dataclass
 class ModelResult:
     """One candidate model's evaluation: its MLflow run, aggregates and per-row results."""
@@ -238,6 +255,9 @@ class ModelResult:
     rows: list[RowResult]
     judges: tuple[JudgeInfo, ...] = ()
     vs_baseline: list[Comparison] = field(default_factory=list)  # --baseline: this run vs it
+    human: dict[str, HumanAgreement] = field(default_factory=dict)  # judge key -> vs people
+    undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
+    warnings: list[str] = field(default_factory=list)  # why a score may not deserve trust
 
     @property
     def failed_rows(self) -> int:
