@@ -35,10 +35,17 @@ class CandidateSettings:
     temperature: float
     max_tokens: int
     server_id: str | None = None
+    grammar: str | None = None  # a llama.cpp grammar the answer must follow (embedded model)
 
     def endpoint(self) -> Endpoint:
+        extra = {} if self.grammar is None else {"grammar": self.grammar}
         return Endpoint(
-            self.base_url, self.model, self.temperature, self.max_tokens, server_id=self.server_id
+            self.base_url,
+            self.model,
+            self.temperature,
+            self.max_tokens,
+            extra,
+            server_id=self.server_id,
         )
 
     def messages(self, question: str) -> list[dict[str, str]]:

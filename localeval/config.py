@@ -16,6 +16,7 @@ from typing import Any
 from . import options as o
 from .errors import EXIT_CODES_HELP, ConfigError
 from .options import option
+from .prompts import LAYOUT_PREFIX, LAYOUTS
 from .types import CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, JudgeSpec, ModelSpec, Threshold
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,12 @@ class EvalConfig:
         "is the embedded model, else text",
         parse=o.choice(*JUDGE_FORMATS),
     )  # fmt: skip
+    judge_prompt_layout: str = option(
+        LAYOUT_PREFIX,
+        "the order of a judge prompt's parts: prefix-v1 (MLflow's words, the fixed rubric first "
+        "and the row last: local servers reuse the common prefix) or mlflow-v1 (MLflow's order)",
+        parse=o.choice(*LAYOUTS),
+    )  # fmt: skip
     judge_repeats: int = option(
         1, "judge each row K times (self-consistency)", parse=o.integer(1), metavar="K"
     )
@@ -166,9 +173,10 @@ class EvalConfig:
         "chat", "gateway endpoint for judges without @ENDPOINT", parse=o.text, metavar="NAME"
     )
     judge_temperature: float = option(0.0, "judge sampling temperature", parse=TEMPERATURE)
-    # A verdict is a score line and a short justification; a cap keeps a rambling local judge fast.
+    # A verdict is a score line and a sentence or two of justification (40-80 tokens); a verdict
+    # cut off before its score is asked once more with 4x the budget (a judge that reasons first).
     judge_max_tokens: int = option(
-        200, "judge reply limit, sent as max_tokens", parse=o.integer(1), metavar="N"
+        120, "judge reply limit, sent as max_tokens", parse=o.integer(1), metavar="N"
     )
     tracking_uri: str | None = option(
         None,

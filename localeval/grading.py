@@ -19,7 +19,14 @@ from . import stats
 from .client import CallFailed, Endpoint, call_of
 from .judges import JudgeDef
 from .pool import map_ordered
-from .prompts import JSON_VERDICT, JSON_VERDICT_VERSION
+from .prompts import (
+    JSON_VERDICT,
+    JSON_VERDICT_VERSION,
+    JUSTIFICATION_CHARS,
+    LAYOUT_MLFLOW,
+    VERDICT_GRAMMAR,
+    VERDICT_GRAMMAR_VERSION,
+)
 from .transport import Transport
 from .types import (
     CANDIDATE_FAILED,
@@ -35,8 +42,9 @@ from .types import (
 )
 from .verdict import parse_json_verdict, parse_verdict
 
-# The order of a judge prompt's parts; the baseline comparison refuses a run made with another.
-PROMPT_LAYOUT = "mlflow-v1"
+# A verdict cut off by the judge's token budget before its score is asked once more with this
+# many times the budget.
+RAISED_BUDGET = 4
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class GradingOptions:
     upstreams: dict[str, str] = field(default_factory=dict)  # endpoint -> the gateway's model
     concurrency: int = 4
     quiet: bool = False
+    layout: str = LAYOUT_MLFLOW  # the order of the prompt's parts (prompts.LAYOUTS)
+    grammar: bool = False  # JSON verdicts constrained by a llama.cpp grammar (the embedded judge)
 
 
 def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
@@ -65,11 +75,13 @@ def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
     return out
 
 
-def prompt_version(judge: JudgeDef, judge_format: str) -> str:
+def prompt_version(judge: JudgeDef, judge_format: str, layout: str, grammar: bool = False) -> str:
     """What makes a judge's prompt what it is: its metric version, the layout, the verdict format
     (a run compared with a baseline must share it)."""
     verdict = JSON_VERDICT_VERSION if judge_format == "json" else "text"
-    return f"{judge.key}|{PROMPT_LAYOUT}|{verdict}"
+    if judge_format == "json" and grammar:
+        verdict += f"+{VERDICT_GRAMMAR_VERSION}"
+    return f"{judge.key}|{layout}|{verdict}"
 
 
 class Grader:
@@ -82,34 +94,41 @@ class Grader:
         # A server that refused response_format once will refuse it again: text from then on.
         self._json_refused = False
 
-    def endpoint(self, name: str, repeat: int, use_json: bool) -> Endpoint:
+    def endpoint(self, name: str, repeat: int, use_json: bool, raised: bool = False) -> Endpoint:
         # A distinct seed per repeat: K real samples, each cached under its own key.
         extra: dict[str, Any] = {"seed": repeat} if self.options.repeats > 1 else {}
-        if use_json:
+        if use_json and self.options.grammar:
+            extra["grammar"] = VERDICT_GRAMMAR.format(
+                low=self.judge.low, high=self.judge.high, chars=JUSTIFICATION_CHARS
+            )
+        elif use_json:
             extra["response_format"] = {"type": "json_object"}
+        budget = self.judge.max_tokens * (RAISED_BUDGET if raised else 1)
         return Endpoint(
             self.options.gateway_url.rstrip("/") + "/v1",
             name,
             self.judge.temperature,
-            self.judge.max_tokens,
+            budget,
             extra,
             self.options.server_ids.get(name),
         )
 
     @property
     def version(self) -> str:
-        return prompt_version(self.judge, self.options.judge_format)
+        options = self.options
+        return prompt_version(self.judge, options.judge_format, options.layout, options.grammar)
 
     def prompt(self, sample: Sample, answer: str, use_json: bool) -> str:
-        text = self.judge.render(sample.input, answer, grading_context(self.judge, sample))
-        if use_json:
-            text += JSON_VERDICT.format(low=self.judge.low, high=self.judge.high)
-        return text
+        context = grading_context(self.judge, sample)
+        form = JSON_VERDICT.format(low=self.judge.low, high=self.judge.high) if use_json else ""
+        return self.judge.render(sample.input, answer, context, self.options.layout, form)
 
-    def _ask(self, sample: Sample, answer: str, endpoint: str, repeat: int) -> Verdict:
+    def _ask(
+        self, sample: Sample, answer: str, endpoint: str, repeat: int, raised: bool = False
+    ) -> Verdict:
         use_json = self.options.judge_format == "json" and not self._json_refused
         messages = [{"role": "user", "content": self.prompt(sample, answer, use_json)}]
-        client = self.transport.client(self.endpoint(endpoint, repeat, use_json))
+        client = self.transport.client(self.endpoint(endpoint, repeat, use_json, raised))
         started = time.time()
         try:
             reply = client.complete(messages)
@@ -123,6 +142,9 @@ class Grader:
             return Verdict(endpoint, repeat, score, call, json=use_json)
         parse = parse_json_verdict if use_json else parse_verdict
         score = parse(reply.text, self.judge.low, self.judge.high)
+        if not score.scored and reply.finish_reason == "length" and not raised:
+            # Cut off before it said a score: once more with room (a judge that reasons first).
+            return self._ask(sample, answer, endpoint, repeat, raised=True)
         return Verdict(endpoint, repeat, score, call_of(reply, started), json=use_json)
 
     def grade(self, sample: Sample, answer: Answer) -> Judgement:

@@ -13,12 +13,14 @@ from typing import Any
 
 import mlflow.metrics.genai as genai
 from mlflow.exceptions import MlflowException
+from mlflow.metrics.genai.prompt_template import PromptTemplate
 from mlflow.metrics.genai.prompts.v1 import EvaluationModel
 
 from . import options as o
 from .config import BUILTIN_JUDGES, TEMPERATURE, EvalConfig
 from .errors import ConfigError
 from .options import option
+from .prompts import LAYOUT_MLFLOW, LAYOUT_PREFIX, prefix_first
 from .types import CONTEXT_ROLE, TARGETS_ROLE, JudgeInfo, JudgeSpec
 
 AGGREGATIONS = ("mean", "variance", "p90", "min", "max", "median")
@@ -40,6 +42,7 @@ class JudgeDef:
     max_tokens: int
     low: int = 1
     high: int = 5
+    prefix_prompt: Any = None  # the same words, the row last (see prompts.LAYOUT_PREFIX)
 
     @property
     def key(self) -> str:
@@ -51,18 +54,33 @@ class JudgeDef:
             self.name, self.version, self.endpoints, self.greater_is_better, self.low, self.high
         )
 
-    def render(self, question: str, answer: str, context: dict[str, str]) -> str:
-        """The grading prompt for one row, exactly as MLflow's own metric would send it."""
+    def render(
+        self,
+        question: str,
+        answer: str,
+        context: dict[str, str],
+        layout: str = LAYOUT_MLFLOW,
+        verdict_format: str = "",
+    ) -> str:
+        """The grading prompt for one row: MLflow's own, or its words with the row last.
+
+        Args:
+            verdict_format: our instruction for the verdict's form (JSON), if any: appended to
+                MLflow's order, placed before the row in the prefix layout.
+        """
         block = ""
         if self.grading_context_columns:  # the same block MLflow's make_genai_metric builds
             block = "Additional information used by the model:\n" + "\n".join(
                 f"key: {c}\nvalue:\n{context[c]}" for c in self.grading_context_columns
             )
-        return self.prompt.format(
-            input=question if self.include_input else None,
-            output=answer,
-            grading_context_columns=block,
-        )
+        values = {
+            "input": question if self.include_input else None,
+            "output": answer,
+            "grading_context_columns": block,
+        }
+        if layout == LAYOUT_PREFIX:
+            return self.prefix_prompt.format(**values, verdict_format=verdict_format)
+        return self.prompt.format(**values) + verdict_format
 
 
 def _from_mlflow(
@@ -76,6 +94,7 @@ def _from_mlflow(
         args["model"],
         include_input=args["include_input"],
     ).to_dict()["eval_prompt"]
+    reordered = prefix_first(str(prompt))
     return JudgeDef(
         name=args["name"],
         version=args["version"],
@@ -87,6 +106,8 @@ def _from_mlflow(
         endpoints=endpoints,
         temperature=temperature,
         max_tokens=max_tokens,
+        # Without MLflow's v1 layout to reorder, the prefix layout is MLflow's own order.
+        prefix_prompt=PromptTemplate(reordered or str(prompt) + "{verdict_format}"),
     )
 
 

@@ -4,6 +4,7 @@ verdicts, its MLflow run), compare the models, check the gate.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from .config import EvalConfig
 from .dataset import Columns, load_dataset
 from .errors import ConfigError
 from .gate import check_gate
-from .grading import PROMPT_LAYOUT, Grader, GradingOptions, prompt_version
+from .grading import Grader, GradingOptions, prompt_version
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
+from .prompts import ANSWER_GRAMMAR
 from .servers import gateway_upstreams
 from .traces import TraceSettings, TraceWriter
 from .transport import Transport, activate
@@ -134,13 +136,15 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         for d in judges
     }
     params["judge_format_used"] = judge_format
-    versions = {d.key: prompt_version(d, judge_format) for d in judges}
-    params[LAYOUT_PARAM] = PROMPT_LAYOUT
+    layout = config.judge_prompt_layout
+    grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
+    versions = {d.key: prompt_version(d, judge_format, layout, grammar) for d in judges}
+    params[LAYOUT_PARAM] = layout
     params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
     base = None
     if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
         base = find_baseline(
-            tracking_uri, experiment_id, config.baseline, dataset, PROMPT_LAYOUT, versions
+            tracking_uri, experiment_id, config.baseline, dataset, layout, versions
         )
         params[RUN_PARAM] = base.run_id
     elif config.fail_if_worse:
@@ -153,6 +157,8 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
         {e: upstreams.get(e, "?") for e in endpoints},
         config.concurrency,
         config.quiet,
+        layout,
+        grammar,
     )
     return Prepared(
         config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
@@ -160,6 +166,7 @@ def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
 
 
 def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings:
+    embedded = spec.server_id is not None and spec.server_id == stack.embedded_server_id()
     return CandidateSettings(
         spec.base_url,
         spec.id,
@@ -167,6 +174,7 @@ def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings
         config.temperature,
         config.max_tokens,
         server_id=spec.server_id,
+        grammar=ANSWER_GRAMMAR if embedded else None,
     )
 
 
@@ -200,6 +208,7 @@ def evaluate_model(
         trace_settings = _trace_settings(p, spec, settings, run_id, graders)
         writer = TraceWriter(p.tracking_uri, trace_settings, enabled=not config.no_traces)
         try:
+            started = time.perf_counter()
             if from_data:
                 answers = [Answer(s.answer) for s in samples]
             else:
@@ -207,9 +216,10 @@ def evaluate_model(
                 answers = answer_all(
                     settings, questions, transport, config.concurrency, config.quiet
                 )
-            rows = _grade(samples, answers, graders, writer.put)
+            timings = {"time/answers_s": time.perf_counter() - started}
+            rows = _grade(samples, answers, graders, writer.put, timings)
             uri = None if from_data else model.model_uri
-            result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri)
+            result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri, timings)
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
                 mlflow.log_metrics(baseline_metrics(result.vs_baseline))
@@ -225,9 +235,11 @@ def _grade(
     answers: Sequence[Answer],
     graders: Sequence[Grader],
     on_row: Callable[[RowResult], None],
+    timings: dict[str, float],
 ) -> list[RowResult]:
     """Every judge's verdicts, one judge after the other (consecutive prompts of one judge share
-    their longest prefix: local servers reuse it); `on_row` gets each row once it is complete."""
+    their longest prefix: local servers reuse it); `on_row` gets each row once it is complete,
+    `timings` each judge's wall time (`time/judge/<name>_s`)."""
     graded: dict[str, list[Judgement]] = {}
 
     def row(i: int, last: Judgement | None = None) -> RowResult:
@@ -238,7 +250,9 @@ def _grade(
 
     for grader in graders:
         done = (lambda i, j: on_row(row(i, j))) if grader is graders[-1] else None
+        started = time.perf_counter()
         graded[grader.judge.key] = grader.grade_all(samples, answers, done)
+        timings[f"time/judge/{grader.judge.name}_s"] = time.perf_counter() - started
     rows = [row(i) for i in range(len(samples))]
     if not graders:
         for r in rows:
@@ -266,7 +280,7 @@ def _trace_settings(
         system_prompt=settings.system_prompt,
         candidate_params={"temperature": settings.temperature, "max_tokens": settings.max_tokens},
         upstreams=p.grading.upstreams,
-        prompt_layout=PROMPT_LAYOUT,
+        prompt_layout=p.grading.layout,
         dataset_digest=p.dataset.digest,
         judge_prompts=prompt,
         judge_versions={g.judge.key: g.version for g in graders},

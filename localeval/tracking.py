@@ -155,7 +155,12 @@ def model_run(spec: ModelSpec, params: dict[str, str], model_id: str | None) -> 
 
 
 def finish_model_run(
-    plan: RunPlan, spec: ModelSpec, run_id: str, rows: list[RowResult], model_uri: str | None
+    plan: RunPlan,
+    spec: ModelSpec,
+    run_id: str,
+    rows: list[RowResult],
+    model_uri: str | None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[ModelResult, list[str]]:
     """In the open run: mlflow.evaluate over the rows, metrics, artifacts.
 
@@ -195,7 +200,7 @@ def finish_model_run(
         extra_metrics=metrics,
     )
     rows = _with_heuristics(rows, result.tables["eval_results_table"], plan.judges)
-    extra = _run_metrics(rows)
+    extra = {**_run_metrics(rows), **(timings or {})}
     mlflow.log_metrics(extra)
     for judge in plan.judges:
         records = verdict_records([r.judgements[judge.key] for r in rows])
