@@ -147,6 +147,24 @@ class Grader:
             return self._ask(sample, answer, endpoint, repeat, raised=True)
         return Verdict(endpoint, repeat, score, call_of(reply, started), json=use_json)
 
+    def cached(self, sample: Sample, answer: str, lookup: Callable[..., Any]) -> bool:
+        """Whether every verdict this row needs is in the cache (`lookup(endpoint, messages)`
+        returns the stored reply or None), as `_ask` would look for them."""
+        use_json = self.options.judge_format == "json"
+        messages = [{"role": "user", "content": self.prompt(sample, answer, use_json)}]
+        parse = parse_json_verdict if use_json else parse_verdict
+        for endpoint in self.judge.endpoints:
+            for repeat in range(self.options.repeats):
+                reply = lookup(self.endpoint(endpoint, repeat, use_json), messages)
+                if reply is None:
+                    return False
+                score = parse(reply.text, self.judge.low, self.judge.high)
+                if not score.scored and reply.finish_reason == "length":
+                    raised = self.endpoint(endpoint, repeat, use_json, raised=True)
+                    if lookup(raised, messages) is None:
+                        return False
+        return True
+
     def grade(self, sample: Sample, answer: Answer) -> Judgement:
         """Every verdict for one row; a row without an answer is unscored without a call."""
         verdicts = []

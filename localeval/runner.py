@@ -7,30 +7,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
 
-from . import stack, stats, tracking
-from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, compare_with, find_baseline
+from . import stats, tracking
+from .baseline import compare_with
 from .baseline import metrics as baseline_metrics
-from .candidate import CandidateSettings, answer_all, log_candidate
+from .candidate import CandidateSettings, answer_all, candidate_settings
 from .client import Runtime
 from .config import EvalConfig
-from .dataset import Columns, load_dataset
-from .errors import ConfigError
 from .gate import check_gate
-from .grading import Grader, GradingOptions, prompt_version
-from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
-from .prompts import ANSWER_GRAMMAR
-from .servers import gateway_upstreams
+from .grading import Grader
+from .judges import JudgeDef
+from .launch import Launch, early
+from .prepare import Prepared, prepare
+from .pyfunc_model import log_candidate
 from .traces import TraceSettings, TraceWriter
 from .transport import Transport, activate
 from .types import (
     Answer,
     Comparison,
-    Dataset,
     Judgement,
     ModelResult,
     ModelSpec,
@@ -39,143 +36,6 @@ from .types import (
     Sample,
     Verdict,
 )
-
-
-def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """--human-col values as (judge name, column): `JUDGE=COL`, or `COL` with a single judge."""
-    out = []
-    for item in given:
-        judge, sep, column = item.rpartition("=")
-        if not sep:
-            if len(judges) != 1:
-                raise ConfigError(
-                    f"--human-col {item}: with several judges ({', '.join(judges)}) say whose "
-                    f"grades the column holds: --human-col {judges[0]}={item}."
-                )
-            judge = judges[0]
-        if judge not in judges:
-            raise ConfigError(
-                f"--human-col {item}: no judge {judge!r} in this run ({', '.join(judges)})."
-            )
-        out.append((judge, column))
-    return tuple(out)
-
-
-def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
-    """Read the dataset, requiring the columns the chosen judges grade against."""
-    needed = needed_columns(judges)
-    need_target, need_context, extra = judge_roles(needed)
-    names = [j.name for j in judges]
-    columns = Columns(
-        config.input_col,
-        config.target_col,
-        config.context_col,
-        answer=config.answer_col,
-        labels=human_columns(config.human_col, names),
-    )
-    return load_dataset(
-        config.data,
-        columns,
-        need_target=need_target,
-        need_context=need_context,
-        need_extra=extra,
-        needed_by={c: ", ".join(names) for c, names in needed.items()},
-        judges=tuple(names),
-    )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the run settled before the first LLM call, for every model."""
-
-    config: EvalConfig
-    judges: list[JudgeDef]
-    dataset: Dataset
-    models: tuple[ModelSpec, ...]
-    grading: GradingOptions
-    tracking_uri: str
-    experiment_id: str
-    params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
-    baseline: Baseline | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def prepare(config: EvalConfig, services: ExitStack) -> Prepared:
-    """Judges, data and servers checked (exit 2 before any call if one is wrong); store open."""
-    judges = resolve_judges(config)
-    dataset = load_data(config, judges)
-    endpoints = {e for d in judges for e in d.endpoints}
-    from_data = config.answer_col is not None
-    resolved = stack.bring_up(config, services, endpoints, candidates=not from_data)
-    for line in resolved.started:
-        print(line, flush=True)
-    stack.preflight(config, resolved, {e: d.name for d in judges for e in d.endpoints})
-    models = resolved.models
-    if from_data:  # the answers in the data play the candidate: nothing to call
-        models = (ModelSpec(f"answers:{config.answer_col}", f"data column {config.answer_col}"),)
-    notes = []
-    if resolved.embedded_judge:
-        notes.append(
-            f"the judge is the embedded {stack.EMBEDDED_MODEL_ID}, a stand-in: its scores show "
-            "that the pipeline works, not how good the answers are. Point the 'chat' endpoint "
-            f"of {config.gateway_config} at a real judge (README: 'Can I trust my judge?')."
-        )
-    tracking_uri = config.tracking_uri or tracking.default_tracking_uri()
-    experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
-    judge_format = config.judge_format
-    if judge_format == "auto":
-        judge_format = "json" if resolved.embedded_judge else "text"
-    upstreams = gateway_upstreams(resolved.gateway_url)
-    # A verdict is cached under the model behind the endpoint, not the gateway's port.
-    gateway = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
-    server_ids = {
-        e: f"{gateway}|{upstreams.get(e, '?')}|{resolved.judge_server_id or ''}" for e in endpoints
-    }
-    params = {
-        f"judge/{d.name}": "+".join(f"{e} ({upstreams.get(e, '?')})" for e in d.endpoints)
-        for d in judges
-    }
-    params["judge_format_used"] = judge_format
-    layout = config.judge_prompt_layout
-    grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
-    versions = {d.key: prompt_version(d, judge_format, layout, grammar) for d in judges}
-    params[LAYOUT_PARAM] = layout
-    params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
-    base = None
-    if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
-        base = find_baseline(
-            tracking_uri, experiment_id, config.baseline, dataset, layout, versions
-        )
-        params[RUN_PARAM] = base.run_id
-    elif config.fail_if_worse:
-        raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
-    grading = GradingOptions(
-        resolved.gateway_url,
-        judge_format,
-        config.judge_repeats,
-        server_ids,
-        {e: upstreams.get(e, "?") for e in endpoints},
-        config.concurrency,
-        config.quiet,
-        layout,
-        grammar,
-    )
-    return Prepared(
-        config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
-    )
-
-
-def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings:
-    embedded = spec.server_id is not None and spec.server_id == stack.embedded_server_id()
-    return CandidateSettings(
-        spec.base_url,
-        spec.id,
-        config.system_prompt,
-        config.temperature,
-        config.max_tokens,
-        server_id=spec.server_id,
-        grammar=ANSWER_GRAMMAR if embedded else None,
-    )
 
 
 def evaluate_model(
@@ -213,9 +73,8 @@ def evaluate_model(
                 answers = [Answer(s.answer) for s in samples]
             else:
                 questions = [s.input for s in samples]
-                answers = answer_all(
-                    settings, questions, transport, config.concurrency, config.quiet
-                )
+                client = transport.client(settings.endpoint())
+                answers = answer_all(settings, questions, client, config.concurrency, config.quiet)
             timings = {"time/answers_s": time.perf_counter() - started}
             rows = _grade(samples, answers, graders, writer.put, timings)
             uri = None if from_data else model.model_uri
@@ -320,10 +179,20 @@ def _log_comparison(outcome: Outcome) -> None:
         )
 
 
-def run(config: EvalConfig) -> Outcome:
-    """Bring up what is missing, check it, evaluate every model, and stop what we started."""
-    with ExitStack() as services:
-        p = prepare(config, services)
+def run(
+    config: EvalConfig, launch: Launch | None = None, services: ExitStack | None = None
+) -> Outcome:
+    """Bring up what is missing, check it, evaluate every model, and stop what we started.
+
+    Args:
+        launch: what `launch.early` planned and started before the heavy imports.
+        services: where `launch` registered the stopping of what it started (closed by the
+            caller); what this run starts is stopped when it returns.
+    """
+    with ExitStack() as own:
+        services = services or own
+        launch = launch or early(config, services)
+        p = prepare(config, own, launch)
         transport = Transport(Runtime.from_config(config))
         services.callback(transport.close)
         services.enter_context(activate(transport))
@@ -334,7 +203,7 @@ def run(config: EvalConfig) -> Outcome:
         models = [
             None
             if config.answer_col
-            else log_candidate(candidate_settings(config, spec), transport.runtime)
+            else log_candidate(candidate_settings(config, spec), transport.runtime, p.experiment_id)
             for spec in p.models
         ]
         if len(p.models) == 1:

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +73,14 @@ def embedded_server_id() -> str:
 
 
 def start_llm_server(
-    log_dir: Path, env: dict[str, str], stack: ExitStack, verbose: bool = False
+    log_dir: Path,
+    env: dict[str, str],
+    stack: ExitStack,
+    verbose: bool = False,
+    port: int | None = None,
 ) -> Service:
-    """Spawn llama-cpp-python's server on a free loopback port; `wait_ready` waits for it."""
-    port = free_port()
+    """Spawn llama-cpp-python's server on a loopback port; `wait_ready` waits for it."""
+    port = port or free_port()
     url = f"http://{LOOPBACK}:{port}/v1"
     argv = [
         sys.executable,
@@ -167,10 +171,10 @@ def render_gateway_config(
 
 
 def start_gateway(
-    config_path: Path, log_dir: Path, env: dict[str, str], stack: ExitStack
+    config_path: Path, log_dir: Path, env: dict[str, str], stack: ExitStack, port: int | None = None
 ) -> Service:
-    """Spawn `mlflow gateway start` on a free loopback port; `wait_ready` waits for it."""
-    port = free_port()
+    """Spawn `mlflow gateway start` on a loopback port; `wait_ready` waits for it."""
+    port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
     argv = [
         sys.executable,
@@ -195,13 +199,20 @@ def start_gateway(
 
 @dataclass(frozen=True)
 class Resolved:
-    """Where the run's servers are: the candidates' URLs and ids, and the gateway's URL."""
+    """Where the run's servers are (or will be): the candidates and the gateway, and what of it
+    we have to start. Ports of servers to start are chosen when planning."""
 
     models: tuple[ModelSpec, ...]
     gateway_url: str
-    started: tuple[str, ...]  # one line per service we started, for the user
-    embedded_judge: bool = False  # the gateway we started judges with the embedded model
+    embedded_judge: bool = False  # the gateway we start judges with the embedded model
     judge_server_id: str | None = None  # then: the embedded server's stable name
+    llm_url: str | None = None  # the embedded llama.cpp server to start, if any
+    start_gateway: bool = False  # start a gateway at gateway_url
+    judge_upstreams: dict[str, str] = field(default_factory=dict)  # gateway we start: its models
+
+    @property
+    def to_start(self) -> bool:
+        return self.llm_url is not None or self.start_gateway
 
 
 def _log_dir(stack: ExitStack) -> Path:
@@ -218,28 +229,15 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def bring_up(
-    config: EvalConfig, stack: ExitStack, judge_endpoints: set[str], candidates: bool = True
-) -> Resolved:
-    """Start what the run needs and is missing; register each service's stop on `stack`.
+def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True) -> Resolved:
+    """What answers already and what we must start, by probing (nothing is started yet).
 
     Args:
         judge_endpoints: the gateway endpoints the judges ask.
         candidates: False when the answers come from the data (no candidate server needed).
     """
-    log_dir = _log_dir(stack)
-    env = _child_env()
-    started: list[str] = []
-    services: list[Service] = []  # started together, waited for together (saves ~1 s)
     models = config.models if candidates else ()
-    embedded_url: str | None = None
-
-    def start_embedded() -> str:
-        service = start_llm_server(log_dir, env, stack)
-        services.append(service)
-        started.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
-        return service.url
-
+    llm_url: str | None = None
     # Probed once per server: which candidates already answer (none count on --stack embedded).
     answering = {
         m.base_url: config.stack != "embedded" and list_models(m.base_url) is not None
@@ -255,44 +253,78 @@ def bring_up(
                 f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
                 "model."
             )
-        embedded_url = start_embedded()
-        embedded = ModelSpec(EMBEDDED_MODEL_ID, embedded_url, embedded_server_id())
+        llm_url = f"http://{LOOPBACK}:{free_port()}/v1"
+        embedded = ModelSpec(EMBEDDED_MODEL_ID, llm_url, embedded_server_id(), embedded=True)
         models = tuple(m if answering[m.base_url] else embedded for m in models)
-
-    gateway_url = config.gateway_url
-    embedded_judge = False
-    if config.stack == "embedded" or (
-        config.stack == "auto" and list_gateway_endpoints(gateway_url) is None
+    if config.stack == "external" or (
+        config.stack == "auto" and list_gateway_endpoints(config.gateway_url) is not None
     ):
-        upstream_id = None
-        upstream = None
-        # Our gateway judges with the user's servers when they answer; else with the embedded
-        # model (already started for the candidate, or started now for the judge alone).
-        user_config = read_gateway_config(config.gateway_config)
-        if (
-            embedded_url is not None
-            or config.stack == "embedded"
-            or not _upstreams_answer(user_config, judge_endpoints)
-        ):
-            if embedded_url is None and config.stack != "external":
-                embedded_url = start_embedded()
-            upstream, upstream_id = embedded_url, EMBEDDED_MODEL_ID
-            embedded_judge = True
-        rendered = render_gateway_config(config.gateway_config, upstream, upstream_id, log_dir)
-        service = start_gateway(rendered, log_dir, env, stack)
-        services.append(service)
-        gateway_url = service.url
-        target = f"judging with {upstream_id}" if upstream_id else f"from {config.gateway_config}"
-        started.append(f"started {service.name} at {service.url} ({target})")
-    for service in services:
-        wait_ready(service)
-    return Resolved(
-        models=models,
-        gateway_url=gateway_url,
-        started=tuple(started),
-        embedded_judge=embedded_judge,
-        judge_server_id=embedded_server_id() if embedded_judge else None,
-    )
+        return Resolved(models, config.gateway_url, llm_url=llm_url)
+    # Our gateway judges with the user's servers when they answer; else with the embedded model
+    # (started for the candidate already, or for the judge alone).
+    user_config = read_gateway_config(config.gateway_config)
+    if (
+        llm_url is not None
+        or config.stack == "embedded"
+        or not _upstreams_answer(user_config, judge_endpoints)
+    ):
+        llm_url = llm_url or f"http://{LOOPBACK}:{free_port()}/v1"
+        upstreams = dict.fromkeys(judge_endpoints, f"openai:{EMBEDDED_MODEL_ID}")
+        return Resolved(
+            models,
+            f"http://{LOOPBACK}:{free_port()}",
+            embedded_judge=True,
+            judge_server_id=embedded_server_id(),
+            llm_url=llm_url,
+            start_gateway=True,
+            judge_upstreams=upstreams,
+        )
+    upstreams = {
+        e.get("name"): f"{(e.get('model') or {}).get('provider', '?')}:"
+        f"{(e.get('model') or {}).get('name', '?')}"
+        for e in user_config["endpoints"]
+        if isinstance(e, dict)
+    }
+    gateway = f"http://{LOOPBACK}:{free_port()}"
+    return Resolved(models, gateway, start_gateway=True, judge_upstreams=upstreams)
+
+
+@dataclass
+class Starting:
+    """The servers being started: `wait` until they answer (or one fails to)."""
+
+    services: list[Service]
+    lines: list[str]  # one line per service we started, for the user
+
+    def wait(self) -> None:
+        for service in self.services:
+            wait_ready(service)
+
+
+def start(resolved: Resolved, config: EvalConfig, stack: ExitStack) -> Starting:
+    """Spawn what `resolved` says to start (together: they boot while the caller goes on); each
+    one's stop is registered on `stack`."""
+    log_dir = _log_dir(stack)
+    env = _child_env()
+    starting = Starting([], [])
+    if resolved.llm_url is not None:
+        service = start_llm_server(log_dir, env, stack, port=_port(resolved.llm_url))
+        starting.services.append(service)
+        starting.lines.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
+    if resolved.start_gateway:
+        upstream = resolved.llm_url if resolved.embedded_judge else None
+        model_id = EMBEDDED_MODEL_ID if resolved.embedded_judge else None
+        rendered = render_gateway_config(config.gateway_config, upstream, model_id, log_dir)
+        port = _port(resolved.gateway_url)
+        service = start_gateway(rendered, log_dir, env, stack, port=port)
+        starting.services.append(service)
+        target = f"judging with {model_id}" if model_id else f"from {config.gateway_config}"
+        starting.lines.append(f"started {service.name} at {service.url} ({target})")
+    return starting
+
+
+def _port(url: str) -> int:
+    return int(url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
 def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str]) -> None:

@@ -26,10 +26,10 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput
 
 from .agreement import human_agreement
-from .candidate import answer_frame
 from .grading import aggregates, verdict_records
 from .judges import JudgeDef
 from .metrics import judge_metric, offline_metrics
+from .pyfunc_model import answer_frame
 from .servers import telemetry_off
 from .types import (
     ANSWER,

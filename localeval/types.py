@@ -41,6 +41,7 @@ class ModelSpec:
     id: str
     base_url: str
     server_id: str | None = None  # a stable name for a server we started (the cache key)
+    embedded: bool = False  # the embedded llama.cpp model (its answers follow a grammar)
 
 
 @dataclass(frozen=True)

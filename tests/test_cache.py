@@ -350,3 +350,15 @@ def test_changing_the_model_behind_a_gateway_endpoint_invalidates_verdicts(fake,
     fake.gateway_models["chat"] = "judge-b"  # `name:` changed in gateway_config.yaml
     assert evaluate(run_args, capsys)[0] == 0
     assert len(fake.calls_for("chat")) == 4  # a new judge grades again
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_without_cache_calls_are_rows_times_one_plus_judges_times_repeats(
+    fake, args, capsys, repeats
+):
+    """Regression: MLflow's first-row check of each metric asked the judge for row 1 twice."""
+    extra = ["--no-cache", "--judge", "answer_similarity,answer_correctness"]
+    code, _, err = evaluate(args + extra + ["--judge-repeats", str(repeats)], capsys)
+    assert code == 0, err
+    rows, judges = 3, 2
+    assert fake.chat_calls == rows * (1 + judges * repeats)

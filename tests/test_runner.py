@@ -110,15 +110,21 @@ def test_placeholder_key_when_environment_has_none(fake, run_args, capsys, monke
 def test_logging_the_model_makes_no_llm_call(fake, tracking_uri):
     import mlflow
 
-    from localeval.candidate import CandidateSettings, log_candidate
+    from localeval.candidate import CandidateSettings
     from localeval.client import Runtime
+    from localeval.pyfunc_model import log_candidate
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("log-only")
-    with mlflow.start_run():
-        info = log_candidate(CandidateSettings(fake.url, "fake-model", "s", 0.0, 5), Runtime())
+    experiment_id = mlflow.set_experiment("log-only").experiment_id
+    settings = CandidateSettings(fake.url, "fake-model", "s", 0.0, 5)
+    info = log_candidate(settings, Runtime(), experiment_id)
     assert fake.chat_calls == 0
-    assert info.signature.inputs.input_names() == ["inputs"]
+    signature = mlflow.models.get_model_info(info.model_uri).signature
+    assert signature.inputs.input_names() == ["inputs"]
+    # The same candidate again is the same logged model; another setting is another one.
+    assert log_candidate(settings, Runtime(), experiment_id).model_id == info.model_id
+    other = CandidateSettings(fake.url, "fake-model", "s", 0.3, 5)
+    assert log_candidate(other, Runtime(), experiment_id).model_id != info.model_id
 
 
 @pytest.mark.parametrize(

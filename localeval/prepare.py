@@ -1,0 +1,200 @@
+"""The run's first step: judges, data and servers checked, the store open, before any call.
+
+Exit 2 here (a wrong column, a server that does not answer, a baseline that does not compare)
+costs no LLM call. Servers that `launch` did not start yet are started only if a reply the run
+needs is not in the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import stack, tracking
+from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
+from .cache import ReplyCache, cache_key
+from .candidate import candidate_settings
+from .config import EvalConfig
+from .dataset import Columns, load_dataset
+from .errors import ConfigError
+from .grading import Grader, GradingOptions, prompt_version
+from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
+from .launch import Launch
+from .servers import gateway_upstreams
+from .types import Dataset, ModelSpec
+
+
+def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """--human-col values as (judge name, column): `JUDGE=COL`, or `COL` with a single judge."""
+    out = []
+    for item in given:
+        judge, sep, column = item.rpartition("=")
+        if not sep:
+            if len(judges) != 1:
+                raise ConfigError(
+                    f"--human-col {item}: with several judges ({', '.join(judges)}) say whose "
+                    f"grades the column holds: --human-col {judges[0]}={item}."
+                )
+            judge = judges[0]
+        if judge not in judges:
+            raise ConfigError(
+                f"--human-col {item}: no judge {judge!r} in this run ({', '.join(judges)})."
+            )
+        out.append((judge, column))
+    return tuple(out)
+
+
+def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
+    """Read the dataset, requiring the columns the chosen judges grade against."""
+    needed = needed_columns(judges)
+    need_target, need_context, extra = judge_roles(needed)
+    names = [j.name for j in judges]
+    columns = Columns(
+        config.input_col,
+        config.target_col,
+        config.context_col,
+        answer=config.answer_col,
+        labels=human_columns(config.human_col, names),
+    )
+    return load_dataset(
+        config.data,
+        columns,
+        need_target=need_target,
+        need_context=need_context,
+        need_extra=extra,
+        needed_by={c: ", ".join(names) for c, names in needed.items()},
+        judges=tuple(names),
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the run settled before the first LLM call, for every model."""
+
+    config: EvalConfig
+    judges: list[JudgeDef]
+    dataset: Dataset
+    models: tuple[ModelSpec, ...]
+    grading: GradingOptions
+    tracking_uri: str
+    experiment_id: str
+    params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
+    baseline: Baseline | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared:
+    """Judges, data and servers checked (exit 2 before any call if one is wrong); store open.
+
+    Servers that `launch` did not start yet are started only if a reply the run needs is not
+    in the cache.
+    """
+    judges = resolve_judges(config)
+    dataset = load_data(config, judges)
+    endpoints = {e for d in judges for e in d.endpoints}
+    from_data = config.answer_col is not None
+    resolved = launch.resolved
+    models = resolved.models
+    if from_data:  # the answers in the data play the candidate: nothing to call
+        models = (ModelSpec(f"answers:{config.answer_col}", f"data column {config.answer_col}"),)
+    notes = []
+    if resolved.embedded_judge:
+        notes.append(
+            f"the judge is the embedded {stack.EMBEDDED_MODEL_ID}, a stand-in: its scores show "
+            "that the pipeline works, not how good the answers are. Point the 'chat' endpoint "
+            f"of {config.gateway_config} at a real judge (README: 'Can I trust my judge?')."
+        )
+    judge_format = config.judge_format
+    if judge_format == "auto":
+        judge_format = "json" if resolved.embedded_judge else "text"
+    if resolved.start_gateway:  # ours: its models are in the config it will be started with
+        upstreams = dict(resolved.judge_upstreams)
+    else:
+        upstreams = gateway_upstreams(resolved.gateway_url)
+    # A verdict is cached under the model behind the endpoint, not the gateway's port.
+    gateway = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
+    server_ids = {
+        e: f"{gateway}|{upstreams.get(e, '?')}|{resolved.judge_server_id or ''}" for e in endpoints
+    }
+    params = {
+        f"judge/{d.name}": "+".join(f"{e} ({upstreams.get(e, '?')})" for e in d.endpoints)
+        for d in judges
+    }
+    params["judge_format_used"] = judge_format
+    layout = config.judge_prompt_layout
+    grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
+    versions = {d.key: prompt_version(d, judge_format, layout, grammar) for d in judges}
+    params[LAYOUT_PARAM] = layout
+    params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
+    if config.fail_if_worse and config.baseline is None:
+        raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
+    grading = GradingOptions(
+        resolved.gateway_url,
+        judge_format,
+        config.judge_repeats,
+        server_ids,
+        {e: upstreams.get(e, "?") for e in endpoints},
+        config.concurrency,
+        config.quiet,
+        layout,
+        grammar,
+    )
+    starting = launch.starting
+    if resolved.to_start and starting is None:
+        if _every_reply_cached(config, dataset, models, judges, grading):
+            notes.append("every reply this run needs is in the cache: no server was started")
+        else:
+            starting = stack.start(resolved, config, services)
+    if starting is not None:
+        starting.wait()
+        for line in starting.lines:
+            print(line, flush=True)
+    if starting is not None or not resolved.to_start:
+        stack.preflight(config, resolved, {e: d.name for d in judges for e in d.endpoints})
+    tracking_uri = config.tracking_uri or tracking.default_tracking_uri()
+    experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
+    base = None
+    if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
+        base = find_baseline(
+            tracking_uri, experiment_id, config.baseline, dataset, layout, versions
+        )
+        params[RUN_PARAM] = base.run_id
+    return Prepared(
+        config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
+    )
+
+
+def _every_reply_cached(
+    config: EvalConfig,
+    dataset: Dataset,
+    models: Sequence[ModelSpec],
+    judges: Sequence[JudgeDef],
+    grading: GradingOptions,
+) -> bool:
+    """Whether the reply cache holds every answer and verdict the run would ask for."""
+    if config.no_cache or config.refresh:
+        return False
+    folder = config.cache_dir.resolve()
+    if not (folder / "replies.sqlite").exists():
+        return False
+    cache = ReplyCache(folder)
+
+    def lookup(endpoint: Any, messages: list[dict[str, str]]) -> Any:
+        return cache.get(cache_key(endpoint, messages))
+
+    with contextlib.closing(cache):
+        graders = [Grader(j, grading, None) for j in judges]  # type: ignore[arg-type]
+        for spec in models:
+            settings = candidate_settings(config, spec)
+            for sample in dataset.samples:
+                if config.answer_col is not None:
+                    answer = sample.answer
+                else:
+                    reply = lookup(settings.endpoint(), settings.messages(sample.input))
+                    answer = None if reply is None else reply.text
+                if answer is None or not all(g.cached(sample, answer, lookup) for g in graders):
+                    return False
+    return True
