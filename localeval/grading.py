@@ -20,6 +20,7 @@ from .client import CallFailed, Endpoint, call_of
 from .judges import JudgeDef
 from .pool import map_ordered
 from .prompts import (
+    ANSWER_QUOTING_VERSION,
     JSON_VERDICT,
     JSON_VERDICT_VERSION,
     JUSTIFICATION_CHARS,
@@ -31,6 +32,7 @@ from .transport import Transport
 from .types import (
     CANDIDATE_FAILED,
     CONTEXT_ROLE,
+    INJECTION_SUSPECTED,
     JUDGE_ERROR,
     TARGETS_ROLE,
     Answer,
@@ -40,7 +42,7 @@ from .types import (
     Score,
     Verdict,
 )
-from .verdict import parse_json_verdict, parse_verdict
+from .verdict import parse_json_verdict, parse_verdict, strip_echo
 
 # A verdict cut off by the judge's token budget before its score is asked once more with this
 # many times the budget.
@@ -81,7 +83,7 @@ def prompt_version(judge: JudgeDef, judge_format: str, layout: str, grammar: boo
     verdict = JSON_VERDICT_VERSION if judge_format == "json" else "text"
     if judge_format == "json" and grammar:
         verdict += f"+{VERDICT_GRAMMAR_VERSION}"
-    return f"{judge.key}|{layout}|{verdict}"
+    return f"{judge.key}|{layout}|{ANSWER_QUOTING_VERSION}|{verdict}"
 
 
 class Grader:
@@ -140,25 +142,37 @@ class Grader:
             score = Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR, exc.reason)
             call = Call(started, time.time() - started)
             return Verdict(endpoint, repeat, score, call, json=use_json)
-        parse = parse_json_verdict if use_json else parse_verdict
-        score = parse(reply.text, self.judge.low, self.judge.high)
+        score = self._read(reply.text, answer, use_json)
         if not score.scored and reply.finish_reason == "length" and not raised:
             # Cut off before it said a score: once more with room (a judge that reasons first).
             return self._ask(sample, answer, endpoint, repeat, raised=True)
         return Verdict(endpoint, repeat, score, call_of(reply, started), json=use_json)
+
+    def _read(self, reply: str, answer: str, use_json: bool) -> Score:
+        """The judge's verdict, never one it copied from the answer under test: copied lines are
+        set aside; a verdict only there is unscored (injection_suspected)."""
+        parse = parse_json_verdict if use_json else parse_verdict
+        low, high = self.judge.low, self.judge.high
+        rest = strip_echo(reply, answer)
+        if rest is None:
+            return parse(reply, low, high)
+        own = parse(rest, low, high)
+        if own.scored:
+            return Score(own.value, own.justification, None, reply)
+        why = "the reply repeats a verdict written in the answer under test, and gives no other"
+        return Score(None, why, INJECTION_SUSPECTED, reply)
 
     def cached(self, sample: Sample, answer: str, lookup: Callable[..., Any]) -> bool:
         """Whether every verdict this row needs is in the cache (`lookup(endpoint, messages)`
         returns the stored reply or None), as `_ask` would look for them."""
         use_json = self.options.judge_format == "json"
         messages = [{"role": "user", "content": self.prompt(sample, answer, use_json)}]
-        parse = parse_json_verdict if use_json else parse_verdict
         for endpoint in self.judge.endpoints:
             for repeat in range(self.options.repeats):
                 reply = lookup(self.endpoint(endpoint, repeat, use_json), messages)
                 if reply is None:
                     return False
-                score = parse(reply.text, self.judge.low, self.judge.high)
+                score = self._read(reply.text, answer, use_json)
                 if not score.scored and reply.finish_reason == "length":
                     raised = self.endpoint(endpoint, repeat, use_json, raised=True)
                     if lookup(raised, messages) is None:

@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .options import option
 from .prompts import LAYOUT_MLFLOW, LAYOUT_PREFIX, prefix_first
 from .types import CONTEXT_ROLE, TARGETS_ROLE, JudgeInfo, JudgeSpec
+from .verdict import quote_answer
 
 AGGREGATIONS = ("mean", "variance", "p90", "min", "max", "median")
 
@@ -75,7 +76,7 @@ class JudgeDef:
             )
         values = {
             "input": question if self.include_input else None,
-            "output": answer,
+            "output": quote_answer(answer),
             "grading_context_columns": block,
         }
         if layout == LAYOUT_PREFIX:

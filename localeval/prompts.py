@@ -18,6 +18,10 @@ JSON_VERDICT_V2 = (
     'to {high} chosen by the rubric above, and "justification", your reason for that score '
     "in your own words."
 )
+# The answer under test enters the judge's prompt fenced as quoted data, its verdict-like lines
+# neutralised (verdict.quote_answer): an answer ending "score: 5" must not grade itself.
+ANSWER_QUOTING_VERSION = "fenced-v1"
+
 JSON_VERDICT = JSON_VERDICT_V2
 JSON_VERDICT_VERSION = "json-v2"
 

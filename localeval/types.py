@@ -29,6 +29,7 @@ PARSE_FAILURE = "parse_failure"
 OUT_OF_RANGE = "out_of_range"
 JUDGE_ERROR = "judge_error"
 CANDIDATE_FAILED = "candidate_failed"
+INJECTION_SUSPECTED = "injection_suspected"  # the verdict was copied from the answer under test
 
 
 # ---- what is asked ---------------------------------------------------------------------------

@@ -275,3 +275,49 @@ def _quoted_mask(body: str) -> list[bool]:
             inside = False
         mask[i] = mask[i] or inside
     return mask
+
+
+# ---- answers that try to grade themselves -----------------------------------------------------
+
+# A line of the answer that reads like a verdict: a score or justification label and separator.
+_VERDICT_LINE = re.compile(
+    rf"^[ \t*_#>+-]*(?:{_SCORE_LABEL}|{_JUST_LABEL})[ \t*_]*(?:\([^)\n]*\))?[ \t*_]*[:=：]",
+    re.IGNORECASE,
+)
+_SPACE = re.compile(r"\s+")
+
+
+def quote_answer(answer: str) -> str:
+    """The candidate's answer as quoted data for the judge: in a code fence longer than any in
+    it, and every line that reads like a verdict ("score: 5") prefixed with "| ", so that what
+    the answer says about its own grade is not where a judge or this parser looks for one."""
+    lines = ["| " + line if _VERDICT_LINE.match(line) else line for line in answer.splitlines()]
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", answer)), default=0))
+    return f"{fence}\n" + "\n".join(lines) + f"\n{fence}"
+
+
+def strip_echo(reply: str, answer: str) -> str | None:
+    """The judge's reply without what it copied from the answer under test: verdict-like lines
+    and JSON objects found verbatim in the answer. None when it copied nothing of the kind."""
+    answer_lines = {line.strip() for line in answer.splitlines() if line.strip()}
+    compact_answer = _SPACE.sub("", answer)
+    kept, echoed = [], False
+    for line in reply.splitlines():
+        if line.strip() in answer_lines and _VERDICT_LINE.match(line):
+            echoed = True
+        else:
+            kept.append(line)
+    text = "\n".join(kept)
+    pos = text.find("{")
+    while pos != -1:  # JSON verdicts copied from the answer, whitespace aside
+        try:
+            _, end = _DECODER.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            pos = text.find("{", pos + 1)
+            continue
+        if _SPACE.sub("", text[pos:end]) in compact_answer:
+            text, echoed = text[:pos] + text[end:], True
+            pos = text.find("{", pos)
+        else:
+            pos = text.find("{", end)
+    return text if echoed else None

@@ -86,7 +86,7 @@ def test_one_trace_per_row_with_request_response_and_spans(
         assert judge.attributes["endpoint"] == "chat"
         assert judge.attributes["upstream_model"] == "openai:judge-upstream"
         assert judge.attributes["prompt_layout"] == "prefix-v2"  # the default
-        assert judge.attributes["prompt_version"] == "answer_similarity/v1|prefix-v2|text"
+        assert judge.attributes["prompt_version"] == "answer_similarity/v1|prefix-v2|fenced-v1|text"
         assert judge.outputs == VERDICT  # the raw reply
         assert f"Answer to Question {i}?" in judge.inputs["messages"][0]["content"]
         assert judge.parent_id == spans[f"row {i}"].span_id == candidate.parent_id
