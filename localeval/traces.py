@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,8 +146,11 @@ def _feedback(
 
 def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span]]:
     """One row's trace: its info (with the assessments) and its spans."""
-    trace_id, root = "tr-" + uuid.uuid4().hex, _id(8)
-    otel_trace = (_id(16), trace_id)  # the OpenTelemetry id of the spans, MLflow's id
+    # MLflow's trace id is "tr-" + the spans' OpenTelemetry trace id in hex: a tracking server
+    # rebuilds it from the spans and ignores the one sent (other ids: spans in orphan traces).
+    otel_id, root = os.urandom(16), _id(8)
+    trace_id = "tr-" + otel_id.hex()
+    otel_trace = (base64.b64encode(otel_id).decode(), trace_id)  # the spans' id, MLflow's id
     sample, answer = row.sample, row.answer
     request: dict[str, Any] = {"inputs": sample.input}
     if sample.context:
