@@ -17,6 +17,7 @@ from . import options as o
 from .errors import EXIT_CODES_HELP, ConfigError
 from .options import option
 from .prompts import LAYOUT_PREFIX, LAYOUTS
+from .redact import mask
 from .types import CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, JudgeSpec, ModelSpec, Threshold
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -180,8 +181,9 @@ class EvalConfig:
     )
     tracking_uri: str | None = option(
         None,
-        "MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
+        "MLflow tracking URI",
         parse=o.text, env="MLFLOW_TRACKING_URI", metavar="URI",
+        default_text="sqlite:///mlflow.db in the working folder",
     )  # fmt: skip
     experiment: str = option(
         "local-llm-judge", "MLflow experiment name",
@@ -224,6 +226,16 @@ class EvalConfig:
         parse=o.boolean, switch=True,
     )  # fmt: skip
     quiet: bool = option(False, "no progress bars", parse=o.boolean, switch=True)
+    rows: str = option(
+        "compact",
+        "the per-row listing in the terminal: compact (failed and unscored rows first, long "
+        "texts cut), all (every row in full), failed (only failed and unscored rows, in full), "
+        "none",
+        parse=o.choice("compact", "all", "failed", "none"),
+    )  # fmt: skip
+    verbose: bool = option(
+        False, "also print every metric in the terminal", parse=o.boolean, switch=True
+    )
     no_traces: bool = option(
         False,
         "no trace per row (MLflow's Evaluation runs page then does not list the run)",
@@ -279,7 +291,8 @@ class EvalConfig:
         )
 
     def loggable(self) -> dict[str, str]:
-        """The resolved config as flat params for MLflow (no secret is ever held here)."""
+        """The resolved config as flat params for MLflow (no API key is held here; passwords in
+        URLs are masked)."""
         out: dict[str, str] = {}
         for key, value in asdict(self).items():
             if key == "given":
@@ -293,7 +306,7 @@ class EvalConfig:
                 )
             elif key == "fail_under":
                 value = ",".join(f"{t.metric}={t.value}" for t in self.fail_under)
-            out[key] = str(value)
+            out[key] = mask(value)  # a password in any URL (tracking URI, base URL, gateway)
         return out
 
 

@@ -33,6 +33,7 @@ class Spec:
     switch: bool = False  # a flag without a value
     aliases: tuple[str, ...] = ()  # other names accepted in a config file
     flag: bool = True  # False: config file only
+    default_text: str | None = None  # --help shows this as the default, not the field's value
 
 
 def option(default: Any, help: str = "", **spec: Any) -> Any:
@@ -136,8 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else None
         if isinstance(default, tuple):  # show a judge spec by its name
             default = ",".join(str(getattr(v, "name", v)) for v in default) or None
+        shown = f"default: {default if spec.default_text is None else spec.default_text}"
         env = f", env {spec.env}" if spec.env else ""
-        help_text = f"{spec.help} (default: {default}{env})"
+        help_text = f"{spec.help} ({shown}{env})"
         if spec.switch:
             kwargs: dict[str, Any] = {"action": "store_const", "const": True}
         else:

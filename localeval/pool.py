@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from tqdm import tqdm
+from .progress import progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,12 +24,12 @@ def map_ordered(
     """Apply `fn` to every item on at most `concurrency` threads; results in the items' order.
 
     `on_done(index, result)` is called for each result as it completes, in this thread.
-    A progress bar (rows/s and ETA) goes to stderr when it is a terminal and `quiet` is off.
+    Progress goes to stderr unless `quiet`: a bar on a terminal, else a line every tenth of the
+    rows or every 10 s (see `progress`).
     On an error or Ctrl-C the rows not started are dropped and it returns at once; the calls in
     flight finish in the background (their replies still reach the cache).
     """
     results: list[R | None] = [None] * len(items)
-    show = not quiet and sys.stderr.isatty()
     stop = threading.Event()
 
     def guarded(item: T) -> R:
@@ -45,19 +44,21 @@ def map_ordered(
             raise
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=desc)
-    bar = None
+    shown = progress(desc, len(items), quiet)
     try:
         futures = {pool.submit(guarded, item): index for index, item in enumerate(items)}
-        if show:
-            bar = tqdm(total=len(futures), desc=desc, unit="row", file=sys.stderr)
-        for future in as_completed(futures):
-            if isinstance(future.exception(), _Stopped):
-                continue  # a row skipped after a fatal error; that error is raised below
-            results[futures[future]] = future.result()
-            if on_done is not None:
-                on_done(futures[future], future.result())
-            if bar is not None:
-                bar.update()
+        pending: set[Future[R]] = set(futures)
+        while pending:
+            # Woken by a finished row, or when the log is due a line (a slow first call).
+            done, pending = wait(pending, timeout=shown.wait_s(), return_when=FIRST_COMPLETED)
+            shown.tick()
+            for future in sorted(done, key=futures.__getitem__):
+                if isinstance(future.exception(), _Stopped):
+                    continue  # a row skipped after a fatal error; that error is raised below
+                results[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(futures[future], future.result())
+                shown.update()
     except BaseException:
         # Waiting for the calls in flight (up to --timeout each, times the retries) would make
         # Ctrl-C hang; a fatal error (a refused API key) stops the run just the same.
@@ -65,8 +66,7 @@ def map_ordered(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        shown.close()
     pool.shutdown()
     return results  # type: ignore[return-value]
 

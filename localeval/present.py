@@ -160,10 +160,11 @@ class PairedWording:
 
     @property
     def line(self) -> str:
-        """The terminal's one line."""
+        """The terminal's one line; without P(b better) when it says nothing (a tie, no pair)."""
+        chance = "" if self.p_b_better == MISSING else f", P(b better) {self.p_b_better}"
         return (
-            f"{self.models} on {self.judge}: {self.diff} {self.interval} over {self.rows} rows, "
-            f"P(b better) {self.p_b_better}: {self.verdict}"
+            f"{self.models} on {self.judge}: {self.diff} {self.interval} over {self.rows} rows"
+            f"{chance}: {self.verdict}"
         )
 
 
@@ -197,7 +198,8 @@ def versus(comparison: Comparison) -> str:
 def paired(comparison: Comparison) -> PairedWording:
     """How a paired comparison reads; the verdict is the one `PairedComparison` gives."""
     r = comparison.result
-    p = number(r.p_b_better)
+    # Every pair equal: no resample is > 0, and "P(b better) 0.00" would read as "a is better".
+    p = None if r.verdict == "no difference" else number(r.p_b_better)
     return PairedWording(
         models=f"{comparison.b} vs {comparison.a}",
         judge=comparison.judge,
@@ -233,6 +235,22 @@ def justification_text(score: Score) -> str:
     if score.scored:
         return text
     return f"[unscored: {score.reason or 'no score'}] {text}".strip()
+
+
+def shorten(text: str, limit: int, slack: int = 20) -> str:
+    """`text` on one line, cut with "…" after a sentence (else a word) near `limit` characters;
+    whole when it is at most `slack` longer (a cut that saves a few words hides more than it
+    saves)."""
+    text = " ".join(text.split())
+    if len(text) <= limit + slack:
+        return text
+    head = text[: limit + 1]
+    sentence = max(head.rfind(f"{end} ") for end in ".?!") + 1
+    sentence = max(sentence, head.rfind("。") + 1)
+    if sentence > limit * 3 // 4:
+        return head[:sentence] + " …"
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head[:limit]).rstrip(",;:") + "…"
 
 
 def cached_text(call: Call | None) -> str:

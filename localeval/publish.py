@@ -27,10 +27,10 @@ def log_reports(outcome: Outcome) -> None:
 def publish(outcome: Outcome, config: EvalConfig) -> None:
     """Log the reports, print the terminal report, write the files asked for."""
     if config.agreement is not None:  # no rows to show: the agreement alone
-        print(format_outcome(outcome))
+        print(format_outcome(outcome, rows=config.rows, verbose=config.verbose))
         return
     log_reports(outcome)
-    print(format_outcome(outcome))
+    print(format_outcome(outcome, rows=config.rows, verbose=config.verbose))
     if config.report is not None:
         print(f"HTML report: {write_report(outcome, config.report)}")
     if config.output is not None:

@@ -185,7 +185,7 @@ def test_agreement_reads_human_feedback_logged_through_mlflow(
 def test_undefined_metrics_are_printed_with_their_reason(fake, run_args, capsys, request):
     replies = iter(["score: 4", "no idea"] * 10)  # the second verdict of each row never parses
     fake.reply = lambda body: next(replies) if body["model"] == "chat" else "Answer."
-    args = ["--judge-repeats", "2", "--concurrency", "1"]
+    args = ["--judge-repeats", "2", "--concurrency", "1", "--verbose"]  # every metric listed
     code, out, _ = evaluate(run_args + args, capsys)
     assert code == 0
     assert "answer_similarity/v1/self_consistency" in out
