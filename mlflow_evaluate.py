@@ -11,7 +11,18 @@ import sys
 from contextlib import ExitStack
 
 from localeval.config import resolve
-from localeval.errors import EXIT_INTERRUPTED, EXIT_OK, EvalError, GateFailed, RowsFailed
+from localeval.errors import (
+    EXIT_GATE_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    EvalError,
+    GateFailed,
+    RowsFailed,
+)
+from localeval.store import default_tracking_uri
+from localeval.store import preflight as preflight_store
+from localeval.workspace import private_run
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -34,8 +45,23 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    with private_run() as run_files:
+        code = EXIT_UNEXPECTED
+        try:
+            code = _evaluate(argv)
+            return code
+        finally:
+            # A run that failed keeps the logs of the servers we started: the first place to
+            # look. (A gate that fails is a verdict on the model, not a fault.)
+            if code not in (EXIT_OK, EXIT_GATE_FAILED) and (kept := run_files.keep_logs()):
+                print(f"The logs of the servers we started are kept in {kept}", file=sys.stderr)
+
+
+def _evaluate(argv: list[str] | None) -> int:
     try:
         config = resolve(argv)
+        # Seconds, before any server starts: MLflow would retry a dead server for minutes.
+        preflight_store(config.tracking_uri or default_tracking_uri())
         with ExitStack() as services:
             launch = None
             if config.agreement is None:

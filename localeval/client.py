@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .config import EvalConfig
+from .redact import mask
 from .types import Call
 
 Message = dict[str, str]
@@ -74,7 +75,9 @@ class Endpoint:
 
     def identity(self) -> dict[str, Any]:
         return {
-            "base_url": self.server_id or self.base_url.rstrip("/"),
+            # Masked: no password in the cache, and the logged model (which holds the masked URL)
+            # finds the run's replies under the same key.
+            "base_url": self.server_id or mask(self.base_url.rstrip("/")),
             "model": self.model,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,

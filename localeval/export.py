@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import EvalError
 from .present import justification_text
+from .redact import mask
 from .types import (
     ANSWER,
     CONTEXT,
@@ -111,7 +112,7 @@ def aggregates(outcome: Outcome) -> dict[str, Any]:
         },
         "models": {
             r.model.id: {
-                "base_url": r.model.base_url,
+                "base_url": mask(r.model.base_url),
                 "run_id": r.run_id,
                 "failed_rows": r.failed_rows,
                 "metrics": {k: _plain(v) for k, v in sorted(r.metrics.items())},

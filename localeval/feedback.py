@@ -22,7 +22,8 @@ from .agreement import human_agreement
 from .config import EvalConfig
 from .errors import ConfigError
 from .gate import check_gate
-from .tracking import default_tracking_uri
+from .redact import mask
+from .store import default_tracking_uri
 from .types import Dataset, JudgeInfo, ModelResult, ModelSpec, Outcome
 
 LLM_JUDGE, HUMAN = "LLM_JUDGE", "HUMAN"
@@ -68,7 +69,7 @@ def agreement_run(config: EvalConfig) -> Outcome:
         run = client.get_run(run_id)
     except MlflowException:
         raise ConfigError(
-            f"--agreement {run_id}: no such run in {tracking_uri}. Give the id of a run this "
+            f"--agreement {run_id}: no such run in {mask(tracking_uri)}. Give the id of a run this "
             "tool logged (the run's page in the MLflow UI shows it) and the same --tracking-uri."
         ) from None
     mlflow.set_tracking_uri(tracking_uri)

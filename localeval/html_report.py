@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from . import charts, present
 from .errors import EvalError
+from .redact import mask
 from .types import Comparison, HumanAgreement, JudgeInfo, ModelResult, Outcome, RowResult, Score
 
 _STATIC = files(__package__) / "static"
@@ -42,7 +43,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(fmt=present.fmt, interval=present.interval_text, zip=zip)
+_ENV.filters.update(fmt=present.fmt, interval=present.interval_text, zip=zip, mask=mask)
 
 
 @dataclass(frozen=True)

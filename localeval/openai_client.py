@@ -11,6 +11,7 @@ from langchain_openai import ChatOpenAI
 
 from .client import API_KEY_ENV, CallFailed, ChatResponse, Endpoint, Message, api_key
 from .errors import ServerError
+from .redact import mask
 
 
 class OpenAIChatClient:
@@ -46,13 +47,13 @@ class OpenAIChatClient:
             reply = self._llm.invoke(messages)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ServerError(
-                f"{self.endpoint.base_url} refused the API key ({exc.status_code}): "
+                f"{mask(self.endpoint.base_url)} refused the API key ({exc.status_code}): "
                 f"{_message(exc)}. Set {API_KEY_ENV} to a key this server accepts."
             ) from None
         except openai.NotFoundError as exc:
             raise ServerError(
-                f"{self.endpoint.base_url} has no model {self.endpoint.model!r} or no chat route "
-                f"(404): {_message(exc)}. Check --model / --judge-endpoint and --base-url."
+                f"{mask(self.endpoint.base_url)} has no model {self.endpoint.model!r} or no chat "
+                f"route (404): {_message(exc)}. Check --model / --judge-endpoint and --base-url."
             ) from None
         except openai.APIStatusError as exc:
             # 400 (e.g. a prompt longer than the context) concerns this row only: not retried.

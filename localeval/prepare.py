@@ -24,6 +24,7 @@ from .grading import Grader, GradingOptions, prompt_version
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .launch import Launch
 from .servers import gateway_upstreams
+from .store import default_tracking_uri
 from .types import Dataset, ModelSpec
 
 
@@ -154,8 +155,9 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
             print(line, flush=True)
     if starting is not None or not resolved.to_start:
         stack.preflight(config, resolved, {e: d.name for d in judges for e in d.endpoints})
-    tracking_uri = config.tracking_uri or tracking.default_tracking_uri()
+    tracking_uri = config.tracking_uri or default_tracking_uri()
     experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
+    notes.extend(tracking.close_killed_runs(experiment_id))
     base = None
     if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
         base = find_baseline(

@@ -2,16 +2,19 @@
 
 The logged model holds the generation settings (server URL, model id, system prompt, temperature,
 max tokens) and runtime options, never an API key: the key is read from the environment at call
-time. Logging needs no LLM call: a signature is given instead of an input example. Inside a run,
-the model `mlflow.evaluate` calls is answered from the run's memo (see `transport`).
+time. A password in the server URL is masked too; loaded elsewhere, the model takes the real URL
+from `LOCALEVAL_BASE_URL`. Logging needs no LLM call: a signature is given instead of an input
+example. Inside a run, the model `mlflow.evaluate` calls is answered from the run's memo (see
+`transport`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from typing import Any
 
@@ -23,6 +26,7 @@ from mlflow.types import ColSpec, Schema
 from .candidate import CandidateSettings, ask
 from .client import Runtime
 from .pool import map_ordered
+from .redact import mask
 from .transport import client_for
 from .types import ANSWER, ANSWER_COLUMNS, INPUTS, Answer
 
@@ -57,13 +61,16 @@ class LocalChatModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        client, own = client_for(self.settings.endpoint(), self.runtime)
+        settings = self.settings
+        if "***@" in settings.base_url and os.environ.get("LOCALEVAL_BASE_URL"):
+            settings = replace(settings, base_url=os.environ["LOCALEVAL_BASE_URL"])
+        client, own = client_for(settings.endpoint(), self.runtime)
         try:
             answers = map_ordered(
-                lambda question: ask(client, self.settings, question),
+                lambda question: ask(client, settings, question),
                 list(model_input[INPUTS]),
                 self.runtime.concurrency,
-                desc=f"answers ({self.settings.model})",
+                desc=f"answers ({settings.model})",
                 # Inside our run every answer is already in the memo: no bar for lookups.
                 quiet=self.runtime.quiet or own is None,
             )
@@ -106,6 +113,8 @@ def log_candidate(settings: CandidateSettings, runtime: Runtime, experiment_id: 
     """The candidate as a logged pyfunc model: the one logged before with exactly these
     settings, else a new one (0.7 s each; and MLflow's "Agent versions" list one version per
     candidate, not one per run). Log it outside any run (see `tracking.model_run`)."""
+    # Inside the run the masked URL finds the answers in the memo: its cache key is masked too.
+    settings = replace(settings, base_url=mask(settings.base_url))
     described = {"settings": asdict(settings), "runtime": asdict(runtime),
                  "requirements": pip_requirements()}  # fmt: skip
     if settings.server_id is not None:  # a server we start: a new port each run, same model

@@ -23,6 +23,7 @@ from .judges import JudgeDef
 from .launch import Launch, early
 from .prepare import Prepared, prepare
 from .pyfunc_model import log_candidate
+from .redact import mask
 from .traces import TraceSettings, TraceWriter
 from .transport import Transport, activate
 from .types import (
@@ -58,7 +59,7 @@ def evaluate_model(
         **config.loggable(),
         **p.params,
         "model": spec.id,
-        "base_url": spec.base_url,
+        "base_url": mask(spec.base_url),
         "dataset_name": p.dataset.name,
         "dataset_digest": p.dataset.digest,
         "dataset_rows": str(len(samples)),
@@ -135,7 +136,7 @@ def _trace_settings(
         run_id=run_id,
         experiment_id=p.experiment_id,
         model=spec.id,
-        base_url=spec.base_url,
+        base_url=mask(spec.base_url),
         system_prompt=settings.system_prompt,
         candidate_params={"temperature": settings.temperature, "max_tokens": settings.max_tokens},
         upstreams=p.grading.upstreams,

@@ -6,18 +6,22 @@ gunicorn master holding the port), binds 127.0.0.1, and is stopped by whoever st
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import workspace
 from .errors import StackError
 
 LOOPBACK = "127.0.0.1"
@@ -31,9 +35,35 @@ def telemetry_off(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _request(url: str) -> urllib.request.Request:
+    # urllib takes `user:password@` for part of the host name: send it as Basic auth, as the
+    # openai SDK (httpx) does for the calls themselves.
+    parts = urllib.parse.urlsplit(url)
+    headers = {}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        secret = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        netloc = parts.netloc.rpartition("@")[2]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return urllib.request.Request(url, headers=headers)
+
+
 def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    with urllib.request.urlopen(_request(url), timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+def http_status(url: str, timeout: float = 3.0) -> int | None:
+    """The HTTP status of GET `url`, or None when nothing answers in `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
 
 
 def list_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
@@ -104,6 +134,8 @@ def spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: Pa
             env=env,
             start_new_session=True,  # its own process group, so stop() reaches every child
         )
+    if (run := workspace.current()) is not None:
+        run.started(process.pid, argv)
     return Service(name=name, url=url, process=process, log_path=log_path)
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
+from . import workspace
 from .client import API_KEY_ENV, PLACEHOLDER_API_KEY
 from .config import EvalConfig
 from .errors import ConfigError, PreflightError, StackError
+from .redact import mask
 from .servers import (
     LOOPBACK,
     Service,
@@ -216,7 +218,10 @@ class Resolved:
 
 
 def _log_dir(stack: ExitStack) -> Path:
-    """A folder for the logs and rendered config of the servers we start, removed at exit."""
+    """A folder for the logs and rendered config of the servers we start: the run's (kept when
+    the run fails, see `workspace`), else one removed at exit."""
+    if (run := workspace.current()) is not None:
+        return run.logs()
     path = Path(tempfile.mkdtemp(prefix="localeval-stack-"))
     stack.callback(shutil.rmtree, path, ignore_errors=True)  # runs after the servers stop
     return path
@@ -248,8 +253,8 @@ def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True)
         if config.model_given and any(m.id != EMBEDDED_MODEL_ID for m in missing):
             ids = ", ".join(m.id for m in missing)
             raise PreflightError(
-                f"No server answers for model {ids} ({missing[0].base_url}), and the embedded "
-                f"stack serves only {EMBEDDED_MODEL_ID!r}. Start the server that has "
+                f"No server answers for model {ids} ({mask(missing[0].base_url)}), and the "
+                f"embedded stack serves only {EMBEDDED_MODEL_ID!r}. Start the server that has "
                 f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
                 "model."
             )
@@ -337,20 +342,20 @@ def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str,
         listed = list_models(spec.base_url)
         if listed is None:
             raise PreflightError(
-                f"No OpenAI-compatible server answers at {spec.base_url} (GET /models). Start it "
-                "(e.g. LM Studio's local server on port 1234), pass --base-url, or run with "
-                "--stack auto or --stack embedded to use the embedded llama.cpp server."
+                f"No OpenAI-compatible server answers at {mask(spec.base_url)} (GET /models). "
+                "Start it (e.g. LM Studio's local server on port 1234), pass --base-url, or run "
+                "with --stack auto or --stack embedded to use the embedded llama.cpp server."
             )
         if spec.id not in listed:
             raise PreflightError(
-                f"The server at {spec.base_url} does not serve model {spec.id!r}; it lists "
+                f"The server at {mask(spec.base_url)} does not serve model {spec.id!r}; it lists "
                 f"{listed}. Load the model there (in LM Studio: load it in the Developer tab) "
                 "or pass one of the listed ids with --model."
             )
     endpoints = list_gateway_endpoints(resolved.gateway_url)
     if endpoints is None:
         raise PreflightError(
-            f"No MLflow AI Gateway answers at {resolved.gateway_url}. Start it with "
+            f"No MLflow AI Gateway answers at {mask(resolved.gateway_url)}. Start it with "
             f"'mlflow gateway start --config-path {config.gateway_config} --port 5002', pass "
             "--gateway-url, or run with --stack auto to start it for you."
         )
@@ -358,12 +363,12 @@ def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str,
         kind = endpoints.get(endpoint)
         if kind is None:
             raise PreflightError(
-                f"The gateway at {resolved.gateway_url} has no endpoint {endpoint!r} for "
+                f"The gateway at {mask(resolved.gateway_url)} has no endpoint {endpoint!r} for "
                 f"judge {judge}; it has {sorted(endpoints)}. Add it to the gateway config "
                 "or pick another with --judge-endpoint (or NAME@ENDPOINT in --judge)."
             )
         if kind != "llm/v1/chat":
             raise PreflightError(
-                f"The gateway endpoint {endpoint!r} at {resolved.gateway_url} is a {kind} "
+                f"The gateway endpoint {endpoint!r} at {mask(resolved.gateway_url)} is a {kind} "
                 "endpoint; judges need an llm/v1/chat endpoint."
             )

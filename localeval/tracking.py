@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -24,6 +25,7 @@ import mlflow.openai
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput
+from mlflow.exceptions import MlflowException
 
 from .agreement import human_agreement
 from .grading import aggregates, verdict_records
@@ -31,6 +33,7 @@ from .judges import JudgeDef
 from .metrics import judge_metric, offline_metrics
 from .pyfunc_model import answer_frame
 from .servers import telemetry_off
+from .store import creating, sqlite_path
 from .types import (
     ANSWER,
     CONTEXT,
@@ -43,6 +46,7 @@ from .types import (
     ModelSpec,
     RowResult,
 )
+from .workspace import alive
 
 # How mlflow.genai.evaluate marks its runs (mlflow.utils.mlflow_tags).
 RUN_TYPE_TAG, RUN_TYPE_GENAI_EVALUATE = "mlflow.runType", "genai_evaluate"
@@ -83,10 +87,6 @@ def quiet_mlflow() -> Iterator[None]:
             os.environ.update(saved_env)
 
 
-def default_tracking_uri() -> str:
-    return "sqlite:///" + str(Path.cwd() / "mlflow.db")
-
-
 def _sqlite_wal(tracking_uri: str) -> None:
     """Put a SQLite store in write-ahead-log mode (it stays so: the mode lives in the file).
 
@@ -94,10 +94,8 @@ def _sqlite_wal(tracking_uri: str) -> None:
     a commit per row, and in WAL mode 200 of them took 0.78 s instead of 1.31 s. Readers (the
     MLflow UI) no longer block the writer either.
     """
-    if not tracking_uri.startswith("sqlite:///"):
-        return
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
-    if not path.parent.is_dir():
+    path = sqlite_path(tracking_uri)
+    if path is None or not path.parent.is_dir():
         return  # MLflow's own error says what is wrong with the path
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -105,14 +103,43 @@ def _sqlite_wal(tracking_uri: str) -> None:
 
 def open_experiment(tracking_uri: str, name: str) -> str:
     """Point MLflow at the store and the experiment; returns the experiment id."""
-    _sqlite_wal(tracking_uri)
     # mlflow.evaluate turns on LangChain and OpenAI autolog tracing while it runs: a trace per
     # LLM call (every prompt stored again) written from a background queue. Our own calls are
     # made before evaluate; off, so the logged model's memo lookups make no traces either.
     mlflow.langchain.autolog(disable=True)
     mlflow.openai.autolog(disable=True)
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.set_experiment(name).experiment_id
+    # One process at a time creates the store (and the experiment): see `store.creating`.
+    with creating(tracking_uri):
+        _sqlite_wal(tracking_uri)
+        return mlflow.set_experiment(name).experiment_id
+
+
+# Who runs a run, so that a run left RUNNING by a killed process can be told from a live one.
+HOST_TAG, PID_TAG, STARTED_TAG = "localeval.host", "localeval.pid", "localeval.started"
+
+
+def close_killed_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of ours left RUNNING by a process of this host that is gone (a
+    SIGKILL leaves no chance to close them); one note per run."""
+    host = socket.gethostname()
+    client = MlflowClient()
+    left = client.search_runs(
+        [experiment_id],
+        f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        max_results=1000,
+    )
+    notes = []
+    for run in left:
+        pid = run.data.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            client.set_terminated(run.info.run_id, "KILLED")
+            notes.append(
+                f"run {run.info.run_id} ({run.info.run_name}, started "
+                f"{run.data.tags.get(STARTED_TAG, '?')}) was left RUNNING by process {pid}, which "
+                "is gone: marked KILLED."
+            )
+    return notes
 
 
 @dataclass(frozen=True)
@@ -147,7 +174,14 @@ def model_run(spec: ModelSpec, params: dict[str, str], model_id: str | None) -> 
     which is why the candidate is logged before the run starts (`log_candidate`).
     """
     with mlflow.start_run(run_name=spec.id, nested=mlflow.active_run() is not None) as run:
-        mlflow.set_tag(RUN_TYPE_TAG, RUN_TYPE_GENAI_EVALUATE)
+        mlflow.set_tags(
+            {
+                RUN_TYPE_TAG: RUN_TYPE_GENAI_EVALUATE,
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()),
+                STARTED_TAG: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
         mlflow.log_params(params)
         if model_id is not None:
             MlflowClient().log_inputs(run.info.run_id, models=[LoggedModelInput(model_id)])
@@ -190,7 +224,7 @@ def finish_model_run(
     frame = eval_frame(dataset, plan.judges)
     if model_uri is None:
         frame = frame.join(answer_frame(answers))
-    result = mlflow.evaluate(
+    result = _evaluate(
         model_uri,
         frame,
         targets=GROUND_TRUTH if dataset.has_targets else None,
@@ -209,6 +243,24 @@ def finish_model_run(
     outcome = ModelResult(spec, run_id, {**result.metrics, **extra}, rows, infos)
     outcome.human, outcome.undefined, outcome.warnings = human, undefined, warnings
     return outcome, notes
+
+
+# What a store says when two runs log the same new dataset at once (PostgreSQL, SQLite, MySQL).
+_DATASET_RACE = ("dataset_pk", "UNIQUE constraint failed: datasets", "Duplicate entry")
+
+
+def _evaluate(*args: Any, **kwargs: Any) -> Any:
+    """mlflow.evaluate, again when it lost the race to log a new dataset: it checks then inserts,
+    so runs started together on one data file collide (one in three, three at once on a shared
+    server). The dataset is its first write: nothing else of the try was logged."""
+    for attempt in range(3):
+        try:
+            return mlflow.evaluate(*args, **kwargs)
+        except MlflowException as exc:
+            if attempt == 2 or not any(m in str(exc) for m in _DATASET_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 SAME_SCORE_ROWS = 10  # a judge that gives every one of this many rows one score says nothing
