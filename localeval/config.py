@@ -206,7 +206,12 @@ class EvalConfig:
         "start our own llama.cpp server and gateway",
         parse=o.choice(*STACKS),
     )  # fmt: skip
-    concurrency: int = option(4, "parallel LLM calls", parse=o.integer(1), metavar="N")
+    concurrency: int = option(
+        4,
+        "parallel LLM calls; unless given, a judge whose endpoints reach several servers (a "
+        "gateway route's destinations) gets N for each",
+        parse=o.integer(1), metavar="N",
+    )  # fmt: skip
     timeout: float = option(
         120.0, "seconds to wait for one LLM reply", parse=o.number(above=0), metavar="S"
     )
@@ -225,7 +230,7 @@ class EvalConfig:
         "ignore cached replies (new replies are still stored)",
         parse=o.boolean, switch=True,
     )  # fmt: skip
-    quiet: bool = option(False, "no progress bars", parse=o.boolean, switch=True)
+    quiet: bool = option(False, "no progress output", parse=o.boolean, switch=True)
     rows: str = option(
         "compact",
         "the per-row listing in the terminal: compact (failed and unscored rows first, long "
@@ -266,7 +271,8 @@ class EvalConfig:
     context_col: str = option(
         CONTEXT, "data column holding the retrieval context", parse=o.text, metavar="COL"
     )
-    given: frozenset[str] = field(default=frozenset(), compare=False)  # options the user set
+    # The options the user set, each with how (`--model`, `'models:' in run.yaml`, `$EVAL_MODEL`).
+    given: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def models(self) -> tuple[ModelSpec, ...]:
@@ -335,11 +341,12 @@ def resolve(argv: list[str] | None = None, environ: Mapping[str, str] | None = N
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     file_values: dict[str, Any] = {}
+    file_keys: dict[str, str] = {}
     if args.config is not None:
         loaded = o.load_yaml(args.config, "Config file", "Check the --config path.")
-        file_values = o.file_options(EvalConfig, loaded, args.config)
-    values, given = o.resolve(EvalConfig, vars(args), file_values, args.config, environ)
-    config = EvalConfig(**values, given=frozenset(given))
+        file_values, file_keys = o.file_options(EvalConfig, loaded, args.config)
+    values, given = o.resolve(EvalConfig, vars(args), file_values, args.config, environ, file_keys)
+    config = EvalConfig(**values, given=given)
     ids = [m.id for m in config.models]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"The same model id appears twice in --model: {', '.join(ids)}.")

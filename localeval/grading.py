@@ -62,6 +62,7 @@ class GradingOptions:
     quiet: bool = False
     layout: str = LAYOUT_MLFLOW  # the order of the prompt's parts (prompts.LAYOUTS)
     grammar: bool = False  # JSON verdicts constrained by a llama.cpp grammar (the embedded judge)
+    judge_concurrency: dict[str, int] = field(default_factory=dict)  # judge key -> its own
 
 
 def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
@@ -200,7 +201,7 @@ class Grader:
         return map_ordered(
             lambda pair: self.grade(*pair),
             list(zip(samples, answers)),
-            self.options.concurrency,
+            self.options.judge_concurrency.get(self.judge.key, self.options.concurrency),
             desc=f"judge {self.judge.name}",
             quiet=self.options.quiet,
             on_done=on_done,

@@ -153,23 +153,28 @@ def resolve(
     file_values: Mapping[str, Any],
     file_path: Path | None,
     environ: Mapping[str, str],
-) -> tuple[dict[str, Any], set[str]]:
-    """Each option's value by precedence, parsed; and the names the user gave (not defaults)."""
+    file_keys: Mapping[str, str] = {},
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each option's value by precedence, parsed; and the options the user gave (not defaults),
+    each with how, in the user's words for a message: `--model`, `'models:' in run.yaml` (the
+    key as written, `file_keys`: field name -> key) or `$EVAL_MODEL`."""
     values: dict[str, Any] = {}
-    given: set[str] = set()
+    given: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         spec = _spec(f)
         if spec is None:
             continue
         if flags.get(f.name) is not None:
             raw, where = flags[f.name], f"flag {flag_name(f.name)}"
+            given[f.name] = flag_name(f.name)
         elif f.name in file_values:
             raw, where = file_values[f.name], f"config file {file_path}, key {f.name}"
+            given[f.name] = f"'{file_keys.get(f.name, f.name)}:' in {file_path}"
         elif spec.env and environ.get(spec.env):
             raw, where = environ[spec.env], f"environment variable {spec.env}"
+            given[f.name] = f"${spec.env}"
         else:
             continue
-        given.add(f.name)
         if raw is None:  # `key:` with no value in the file: the default
             continue
         try:
@@ -194,10 +199,13 @@ def load_yaml(path: Path, what: str, hint: str) -> Any:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}.") from None
 
 
-def file_options(cls: type, loaded: Any, path: Path, extra: Mapping[str, str] = {}) -> dict:
-    """A config file's mapping as {field name: raw value}; unknown keys are a ConfigError."""
+def file_options(
+    cls: type, loaded: Any, path: Path, extra: Mapping[str, str] = {}
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A config file's mapping as {field name: raw value}, and {field name: the key as written}
+    (an alias names the option in messages as the user wrote it); unknown keys: a ConfigError."""
     if loaded is None:
-        return {}
+        return {}, {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"Config file {path} must be a mapping of option names to values.")
     names: dict[str, str] = dict(extra)
@@ -205,7 +213,7 @@ def file_options(cls: type, loaded: Any, path: Path, extra: Mapping[str, str] = 
         if (spec := _spec(f)) is not None:
             names[f.name] = f.name
             names.update(dict.fromkeys(spec.aliases, f.name))
-    out = {}
+    out, keys = {}, {}
     for key, value in loaded.items():
         name = names.get(str(key).replace("-", "_"))
         if name is None:
@@ -213,8 +221,8 @@ def file_options(cls: type, loaded: Any, path: Path, extra: Mapping[str, str] = 
                 f"Config file {path}, key {key!r}: unknown option. Known keys: "
                 f"{', '.join(sorted(set(names)))}."
             )
-        out[name] = value
-    return out
+        out[name], keys[name] = value, str(key)
+    return out, keys
 
 
 def record(cls: type, data: Any, where: str, fail: Callable[[str, str], Exception]) -> Any:

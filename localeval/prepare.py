@@ -13,17 +13,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import stack, tracking
+from . import gateway, preflight, stack, tracking
 from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
 from .cache import ReplyCache, cache_key
 from .candidate import candidate_settings
 from .config import EvalConfig
 from .dataset import Columns, load_dataset
 from .errors import ConfigError
+from .gate import check_names
+from .gateway import Served
 from .grading import Grader, GradingOptions, prompt_version
 from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .launch import Launch
-from .servers import gateway_upstreams
 from .store import default_tracking_uri
 from .types import Dataset, ModelSpec
 
@@ -94,6 +95,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     in the cache.
     """
     judges = resolve_judges(config)
+    check_names(config.fail_under, [d.key for d in judges])  # before any call
     dataset = load_data(config, judges)
     endpoints = {e for d in judges for e in d.endpoints}
     from_data = config.answer_col is not None
@@ -111,19 +113,19 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     judge_format = config.judge_format
     if judge_format == "auto":
         judge_format = "json" if resolved.embedded_judge else "text"
-    if resolved.start_gateway:  # ours: its models are in the config it will be started with
-        upstreams = dict(resolved.judge_upstreams)
-    else:
-        upstreams = gateway_upstreams(resolved.gateway_url)
-    # A verdict is cached under the model behind the endpoint, not the gateway's port.
-    gateway = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
+    # Ours: its models are in the config it will be started with; else the gateway says.
+    served = resolved.served or _users_gateway(config, resolved.gateway_url, endpoints)
+    upstreams = {e: served.identity(e) if served else "?" for e in endpoints}
+    # A verdict is cached under the model(s) behind the endpoint, not the gateway's port.
+    gateway_id = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
     server_ids = {
-        e: f"{gateway}|{upstreams.get(e, '?')}|{resolved.judge_server_id or ''}" for e in endpoints
+        e: f"{gateway_id}|{upstreams[e]}|{resolved.judge_server_id or ''}" for e in endpoints
     }
     params = {
-        f"judge/{d.name}": "+".join(f"{e} ({upstreams.get(e, '?')})" for e in d.endpoints)
-        for d in judges
+        f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
     }
+    concurrency = judge_concurrency(config, judges, served or Served())
+    params.update({f"concurrency/judge/{d.name}": str(concurrency[d.key]) for d in judges})
     params["judge_format_used"] = judge_format
     layout = config.judge_prompt_layout
     grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
@@ -137,15 +139,20 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
         judge_format,
         config.judge_repeats,
         server_ids,
-        {e: upstreams.get(e, "?") for e in endpoints},
+        upstreams,
         config.concurrency,
         config.quiet,
         layout,
         grammar,
+        concurrency,
     )
+    for note in resolved.notes:
+        print(f"note: {note}", flush=True)
     starting = launch.starting
+    # Servers started at launch: an answer is missing, so a verdict is too.
+    cached = starting is None and _every_reply_cached(config, dataset, models, judges, grading)
     if resolved.to_start and starting is None:
-        if _every_reply_cached(config, dataset, models, judges, grading):
+        if cached:
             notes.append("every reply this run needs is in the cache: no server was started")
         else:
             starting = stack.start(resolved, config, services)
@@ -154,7 +161,13 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
         for line in starting.lines:
             print(line, flush=True)
     if starting is not None or not resolved.to_start:
-        stack.preflight(config, resolved, {e: d.name for d in judges for e in d.endpoints})
+        live = served  # a gateway we did not start: asked already
+        if resolved.served is not None:  # ours: is it serving what its config says?
+            live = gateway.query(resolved.gateway_url, endpoints)
+            # The URLs behind the endpoints are only in the config.
+            live = live and live.with_urls_from(resolved.served)
+        asks = {e: d.name for d in judges for e in d.endpoints}
+        preflight.check(config, resolved, asks, live, call_judges=not cached)
     tracking_uri = config.tracking_uri or default_tracking_uri()
     experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
     notes.extend(tracking.close_killed_runs(experiment_id))
@@ -167,6 +180,36 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     return Prepared(
         config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
     )
+
+
+def _users_gateway(config: EvalConfig, url: str, endpoints: set[str]) -> Served | None:
+    """What the gateway we did not start serves; the URLs behind its endpoints from the gateway
+    config (--gateway-config, or ours by default) where its endpoints and models match."""
+    served = gateway.query(url, endpoints)
+    if served is None:
+        return None
+    try:
+        in_file = gateway.from_config(gateway.read_gateway_config(config.gateway_config))
+    except ConfigError:
+        return served
+    return served.with_urls_from(in_file)
+
+
+def judge_concurrency(
+    config: EvalConfig, judges: Sequence[JudgeDef], served: Served
+) -> dict[str, int]:
+    """Each judge's calls in flight: an explicit --concurrency; else the default for each
+    server behind the judge's endpoints (each destination of a route counts)."""
+    # The default (4) is sized for one local server: its slots never wait for the next prompt,
+    # and a queued call does not wait out --timeout behind many others. Several servers behind
+    # a judge get it each: a route sends each call to a destination picked at random, so a
+    # server often sits idle with few calls in flight (128 verdicts of 0.05 s, two single-slot
+    # servers behind a route: 4.7 s with 2 in flight, 3.7 s with 4, 3.4 s with 8; one: 6.5 s).
+    # The candidate's answers come from one server per model (models run one after the other):
+    # --concurrency as given or its default.
+    if "concurrency" in config.given:
+        return {d.key: config.concurrency for d in judges}
+    return {d.key: config.concurrency * max(1, served.servers(d.endpoints)) for d in judges}
 
 
 def _every_reply_cached(

@@ -35,11 +35,11 @@ def telemetry_off(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _request(url: str) -> urllib.request.Request:
+def _request(url: str, body: Any = None) -> urllib.request.Request:
     # urllib takes `user:password@` for part of the host name: send it as Basic auth, as the
     # openai SDK (httpx) does for the calls themselves.
     parts = urllib.parse.urlsplit(url)
-    headers = {}
+    headers = {} if body is None else {"Content-Type": "application/json"}
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
         secret = urllib.parse.unquote(parts.password or "")
@@ -47,12 +47,25 @@ def _request(url: str) -> urllib.request.Request:
         headers["Authorization"] = f"Basic {token}"
         netloc = parts.netloc.rpartition("@")[2]
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return urllib.request.Request(url, headers=headers)
+    data = None if body is None else json.dumps(body).encode()
+    return urllib.request.Request(url, data=data, headers=headers)
 
 
-def _get_json(url: str, timeout: float = 2.0) -> Any:
+def get_json(url: str, timeout: float = 2.0) -> Any:
     with urllib.request.urlopen(_request(url), timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+def post_json(url: str, body: Any, timeout: float) -> tuple[int | None, str]:
+    """POST `body` as JSON: the HTTP status and the reply's text (up to 2,000 characters), or
+    None and the reason when nothing answers in `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(_request(url, body), timeout=timeout) as resp:
+            return resp.status, resp.read(2000).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(2000).decode(errors="replace")
+    except (OSError, ValueError) as exc:
+        return None, str(getattr(exc, "reason", None) or exc)
 
 
 def http_status(url: str, timeout: float = 3.0) -> int | None:
@@ -69,7 +82,7 @@ def http_status(url: str, timeout: float = 3.0) -> int | None:
 def list_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
     """Model ids a candidate server lists at GET /models, or None if it does not answer."""
     try:
-        data = _get_json(base_url.rstrip("/") + "/models", timeout)
+        data = get_json(base_url.rstrip("/") + "/models", timeout)
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -80,7 +93,7 @@ def list_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
 def list_gateway_endpoints(gateway_url: str, timeout: float = 2.0) -> dict[str, str] | None:
     """Gateway endpoint names and their types, or None if no gateway answers there."""
     try:
-        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/", timeout)
+        data = get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/", timeout)
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -156,17 +169,3 @@ def wait_ready(service: Service, timeout_s: float = READY_TIMEOUT_S) -> None:
         f"The {service.name} we started at {service.url} was not ready after {timeout_s:.0f} s. "
         f"Its last log lines:\n{service.log_tail()}"
     )
-
-
-def gateway_upstreams(gateway_url: str) -> dict[str, str]:
-    """Each gateway endpoint's upstream as 'provider:model', for the run's params."""
-    try:
-        data = _get_json(gateway_url.rstrip("/") + "/api/2.0/endpoints/")
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for e in data.get("endpoints", []) if isinstance(data, dict) else []:
-        model = e.get("model") or {}
-        if "name" in e and isinstance(model, dict):
-            out[e["name"]] = f"{model.get('provider', '?')}:{model.get('name', '?')}"
-    return out

@@ -7,6 +7,7 @@ Ctrl-C (see `servers`). Nothing we did not start is touched.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -18,10 +19,11 @@ from typing import Any
 
 import yaml
 
-from . import workspace
+from . import hints, workspace
 from .client import API_KEY_ENV, PLACEHOLDER_API_KEY
 from .config import EvalConfig
 from .errors import ConfigError, PreflightError, StackError
+from .gateway import Served, from_config, read_gateway_config
 from .redact import mask
 from .servers import (
     LOOPBACK,
@@ -37,10 +39,15 @@ from .types import ModelSpec
 
 # The embedded stack: llama-cpp-python's server with the Gemma 3 270M GGUF from PyPI.
 EMBEDDED_MODEL_ID = "gemma-3-270m"
+# The embedded model's ids: the model as the run sets it up, and the same model with its own
+# system prompt, so that comparing models (and examples/eval.yaml) works offline.
+EMBEDDED_MODELS: dict[str, tuple[str | None, float | None]] = {
+    EMBEDDED_MODEL_ID: (None, None),  # the run's --system-prompt and --temperature
+    f"{EMBEDDED_MODEL_ID}-terse": ("Answer in one short sentence. No explanation.", 0.0),
+}
 EMBEDDED_CHAT_FORMAT = "gemma"  # the GGUF is a base model without a usable chat template
 EMBEDDED_N_CTX = 4096
 EMBEDDED_N_BATCH = 256
-OPENAI_BASE = "https://api.openai.com/v1"  # the gateway's default for provider openai
 
 
 def _gguf_package() -> Any:
@@ -118,58 +125,31 @@ def start_llm_server(
     return service
 
 
-def read_gateway_config(source: Path) -> dict:
-    """The gateway config file as a mapping with an `endpoints:` list, or a ConfigError."""
-    try:
-        config = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"Gateway config {source} does not exist. Check --gateway-config."
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Gateway config {source} is not valid YAML: {exc}.") from None
-    if not isinstance(config, dict) or not isinstance(config.get("endpoints"), list):
-        raise ConfigError(f"Gateway config {source} has no 'endpoints:' list.")
+def _upstreams_answer(served: Served, names: set[str]) -> bool:
+    """Whether the server of each endpoint that answers for `names` answers at all (one of
+    another provider is taken as answering: we cannot probe it). A wrong model name is the
+    preflight's to report."""
+    urls = {
+        u.base_url
+        for name in names
+        for e in served.destinations(name)
+        if (u := served.upstreams.get(e)) is not None and u.base_url is not None
+    }
+    return all(list_models(url) is not None for url in urls)
+
+
+def embedded_judge_config(config: dict, source: Path, upstream: str) -> dict:
+    """A copy of the user's gateway config with its OpenAI endpoints pointed at our embedded
+    server (routes and endpoints of other providers are kept)."""
+    config = copy.deepcopy(config)
+    for index, endpoint in enumerate(config["endpoints"]):
+        model = endpoint.get("model") if isinstance(endpoint, dict) else None
+        if not isinstance(model, dict):
+            raise ConfigError(f"Gateway config {source}, endpoints[{index}]: no 'model:' mapping.")
+        if model.get("provider") == "openai":
+            model.setdefault("config", {})["openai_api_base"] = upstream
+            model["name"] = EMBEDDED_MODEL_ID
     return config
-
-
-def upstreams_in(config: dict, names: set[str]) -> dict[str, tuple[str, str]]:
-    """The OpenAI-compatible server behind each named endpoint: name -> (base URL, model)."""
-    out = {}
-    for endpoint in config["endpoints"]:
-        if not isinstance(endpoint, dict) or endpoint.get("name") not in names:
-            continue
-        model = endpoint.get("model")
-        if isinstance(model, dict) and model.get("provider") == "openai":
-            base = (model.get("config") or {}).get("openai_api_base") or OPENAI_BASE
-            out[endpoint["name"]] = (str(base), str(model.get("name")))
-    return out
-
-
-def _upstreams_answer(config: dict, names: set[str]) -> bool:
-    """Whether each named endpoint's server answers at all (an endpoint of another provider is
-    taken as answering: we cannot probe it). A wrong model name is the preflight's to report."""
-    return all(list_models(base) is not None for base, _ in upstreams_in(config, names).values())
-
-
-def render_gateway_config(
-    source: Path, upstream: str | None, model_id: str | None, out_dir: Path
-) -> Path:
-    """The user's gateway config, with its OpenAI endpoints pointed at our embedded server."""
-    config = read_gateway_config(source)
-    if upstream is not None:
-        for index, endpoint in enumerate(config["endpoints"]):
-            model = endpoint.get("model") if isinstance(endpoint, dict) else None
-            if not isinstance(model, dict):
-                raise ConfigError(
-                    f"Gateway config {source}, endpoints[{index}]: no 'model:' mapping."
-                )
-            if model.get("provider") == "openai":
-                model.setdefault("config", {})["openai_api_base"] = upstream
-                model["name"] = model_id
-    out = out_dir / "gateway_config.yaml"
-    out.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return out
 
 
 def start_gateway(
@@ -209,8 +189,10 @@ class Resolved:
     embedded_judge: bool = False  # the gateway we start judges with the embedded model
     judge_server_id: str | None = None  # then: the embedded server's stable name
     llm_url: str | None = None  # the embedded llama.cpp server to start, if any
-    start_gateway: bool = False  # start a gateway at gateway_url
-    judge_upstreams: dict[str, str] = field(default_factory=dict)  # gateway we start: its models
+    start_gateway: bool = False  # start a gateway at gateway_url, from `gateway_config`
+    gateway_config: dict = field(default_factory=dict)
+    served: Served | None = None  # what the gateway we start serves (None: not ours)
+    notes: tuple[str, ...] = ()  # for the user before the run: what `auto` chose
 
     @property
     def to_start(self) -> bool:
@@ -234,11 +216,22 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def embedded_model(model_id: str, url: str) -> ModelSpec:
+    """The embedded model under `model_id` (one of EMBEDDED_MODELS; any other id: the default).
+    The server lists one id and answers any other with its one model: a variant is sent as it."""
+    variant = model_id if model_id in EMBEDDED_MODELS else EMBEDDED_MODEL_ID
+    system_prompt, temperature = EMBEDDED_MODELS[variant]
+    return ModelSpec(
+        variant, url, embedded_server_id(), embedded=True, served_as=EMBEDDED_MODEL_ID,
+        system_prompt=system_prompt, temperature=temperature,
+    )  # fmt: skip
+
+
 def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True) -> Resolved:
     """What answers already and what we must start, by probing (nothing is started yet).
 
     Args:
-        judge_endpoints: the gateway endpoints the judges ask.
+        judge_endpoints: the gateway endpoints (or routes) the judges ask.
         candidates: False when the answers come from the data (no candidate server needed).
     """
     models = config.models if candidates else ()
@@ -250,48 +243,56 @@ def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True)
     }
     missing = [m for m in models if not answering[m.base_url]]
     if config.stack != "external" and missing:
-        if config.model_given and any(m.id != EMBEDDED_MODEL_ID for m in missing):
-            ids = ", ".join(m.id for m in missing)
+        unserved = [m for m in missing if m.id not in EMBEDDED_MODELS]
+        if config.model_given and unserved:
+            how = config.given["model"]
             raise PreflightError(
-                f"No server answers for model {ids} ({mask(missing[0].base_url)}), and the "
-                f"embedded stack serves only {EMBEDDED_MODEL_ID!r}. Start the server that has "
-                f"{ids} (e.g. LM Studio's local server), or drop --model to evaluate the embedded "
-                "model."
+                hints.no_server_message(
+                    unserved,
+                    len(unserved) == len(models),
+                    " or ".join(map(repr, EMBEDDED_MODELS)),
+                    how,
+                )
             )
         llm_url = f"http://{LOOPBACK}:{free_port()}/v1"
-        embedded = ModelSpec(EMBEDDED_MODEL_ID, llm_url, embedded_server_id(), embedded=True)
-        models = tuple(m if answering[m.base_url] else embedded for m in models)
+        models = tuple(
+            m if answering[m.base_url] else embedded_model(m.id, llm_url) for m in models
+        )
     if config.stack == "external" or (
         config.stack == "auto" and list_gateway_endpoints(config.gateway_url) is not None
     ):
-        return Resolved(models, config.gateway_url, llm_url=llm_url)
+        notes: tuple[str, ...] = ()
+        if llm_url is not None:  # auto: never mixed without a word
+            urls = ", ".join(sorted({mask(m.base_url) for m in missing}))
+            notes = (
+                f"the candidate is the embedded {EMBEDDED_MODEL_ID} (nothing answers at {urls}), "
+                f"judged through the gateway already running at {mask(config.gateway_url)}, "
+                "which this tool did not start, with that gateway's models",
+            )
+        return Resolved(models, config.gateway_url, llm_url=llm_url, notes=notes)
     # Our gateway judges with the user's servers when they answer; else with the embedded model
     # (started for the candidate already, or for the judge alone).
     user_config = read_gateway_config(config.gateway_config)
+    served = from_config(user_config)
+    gateway = f"http://{LOOPBACK}:{free_port()}"
     if (
         llm_url is not None
         or config.stack == "embedded"
-        or not _upstreams_answer(user_config, judge_endpoints)
+        or not _upstreams_answer(served, judge_endpoints)
     ):
         llm_url = llm_url or f"http://{LOOPBACK}:{free_port()}/v1"
-        upstreams = dict.fromkeys(judge_endpoints, f"openai:{EMBEDDED_MODEL_ID}")
+        rendered = embedded_judge_config(user_config, config.gateway_config, llm_url)
         return Resolved(
             models,
-            f"http://{LOOPBACK}:{free_port()}",
+            gateway,
             embedded_judge=True,
             judge_server_id=embedded_server_id(),
             llm_url=llm_url,
             start_gateway=True,
-            judge_upstreams=upstreams,
+            gateway_config=rendered,
+            served=from_config(rendered),
         )
-    upstreams = {
-        e.get("name"): f"{(e.get('model') or {}).get('provider', '?')}:"
-        f"{(e.get('model') or {}).get('name', '?')}"
-        for e in user_config["endpoints"]
-        if isinstance(e, dict)
-    }
-    gateway = f"http://{LOOPBACK}:{free_port()}"
-    return Resolved(models, gateway, start_gateway=True, judge_upstreams=upstreams)
+    return Resolved(models, gateway, start_gateway=True, gateway_config=user_config, served=served)
 
 
 @dataclass
@@ -317,58 +318,19 @@ def start(resolved: Resolved, config: EvalConfig, stack: ExitStack) -> Starting:
         starting.services.append(service)
         starting.lines.append(f"started {service.name} ({EMBEDDED_MODEL_ID}) at {service.url}")
     if resolved.start_gateway:
-        upstream = resolved.llm_url if resolved.embedded_judge else None
-        model_id = EMBEDDED_MODEL_ID if resolved.embedded_judge else None
-        rendered = render_gateway_config(config.gateway_config, upstream, model_id, log_dir)
+        rendered = log_dir / "gateway_config.yaml"
+        text = yaml.safe_dump(resolved.gateway_config, sort_keys=False)
+        rendered.write_text(text, encoding="utf-8")
         port = _port(resolved.gateway_url)
         service = start_gateway(rendered, log_dir, env, stack, port=port)
         starting.services.append(service)
-        target = f"judging with {model_id}" if model_id else f"from {config.gateway_config}"
+        embedded = resolved.embedded_judge
+        target = (
+            f"judging with {EMBEDDED_MODEL_ID}" if embedded else f"from {config.gateway_config}"
+        )
         starting.lines.append(f"started {service.name} at {service.url} ({target})")
     return starting
 
 
 def _port(url: str) -> int:
     return int(url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-
-
-def preflight(config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str]) -> None:
-    """Check that every candidate server lists its model and the gateway has each judge endpoint.
-
-    Args:
-        judge_endpoints: gateway endpoint name -> the judge that asks it (for the message).
-    """
-    for spec in resolved.models:
-        listed = list_models(spec.base_url)
-        if listed is None:
-            raise PreflightError(
-                f"No OpenAI-compatible server answers at {mask(spec.base_url)} (GET /models). "
-                "Start it (e.g. LM Studio's local server on port 1234), pass --base-url, or run "
-                "with --stack auto or --stack embedded to use the embedded llama.cpp server."
-            )
-        if spec.id not in listed:
-            raise PreflightError(
-                f"The server at {mask(spec.base_url)} does not serve model {spec.id!r}; it lists "
-                f"{listed}. Load the model there (in LM Studio: load it in the Developer tab) "
-                "or pass one of the listed ids with --model."
-            )
-    endpoints = list_gateway_endpoints(resolved.gateway_url)
-    if endpoints is None:
-        raise PreflightError(
-            f"No MLflow AI Gateway answers at {mask(resolved.gateway_url)}. Start it with "
-            f"'mlflow gateway start --config-path {config.gateway_config} --port 5002', pass "
-            "--gateway-url, or run with --stack auto to start it for you."
-        )
-    for endpoint, judge in judge_endpoints.items():
-        kind = endpoints.get(endpoint)
-        if kind is None:
-            raise PreflightError(
-                f"The gateway at {mask(resolved.gateway_url)} has no endpoint {endpoint!r} for "
-                f"judge {judge}; it has {sorted(endpoints)}. Add it to the gateway config "
-                "or pick another with --judge-endpoint (or NAME@ENDPOINT in --judge)."
-            )
-        if kind != "llm/v1/chat":
-            raise PreflightError(
-                f"The gateway endpoint {endpoint!r} at {mask(resolved.gateway_url)} is a {kind} "
-                "endpoint; judges need an llm/v1/chat endpoint."
-            )

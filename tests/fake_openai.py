@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from localeval.preflight import PROBE
+
 Reply = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any] | Fault"]
 
 # llama.cpp's server says this when the prompt does not fit (HTTP 400, type exceed_context_size).
@@ -115,6 +117,15 @@ class FakeOpenAI:
         reply: default reply for chat requests: text, a Fault, or a function of the request body
             (which may return a Fault).
         latency_s: sleep before answering each chat request.
+        slots: serve at most this many chat requests at a time, as a local server with that
+            many slots: another request waits for a free slot (None: no limit).
+        gateway_routes: when playing the gateway, also these traffic-split routes (name ->
+            destination endpoints), served by MLflow 3's route API as the real gateway does
+            (not listed among the endpoints).
+
+    The preflight's one-token test calls (`localeval.preflight.PROBE`) are answered with
+    `probe_reply` and recorded in `probes` only: not in `requests`, and no scripted reply is
+    spent on them.
     """
 
     def __init__(
@@ -123,12 +134,20 @@ class FakeOpenAI:
         reply: Reply | Fault = "A fake answer.",
         latency_s: float = 0.0,
         gateway_endpoints: dict[str, str] | None = None,
+        slots: int | None = None,
+        gateway_routes: dict[str, list[str]] | None = None,
     ) -> None:
         self.models = list(models)
         # When set, it also answers like an MLflow AI Gateway: GET /api/2.0/endpoints/ lists these
         # (name -> endpoint_type) and chat calls name the endpoint in `model`.
         self.gateway_endpoints = gateway_endpoints
         self.gateway_models: dict[str, str] = {}  # endpoint -> upstream model name it reports
+        self.gateway_routes = gateway_routes or {}
+        self.probe_reply: Reply | Fault = "OK"
+        self.probes: list[dict[str, Any]] = []
+        self._slots = None if slots is None else threading.Semaphore(slots)
+        # (start, end) of serving each chat request, time.monotonic(), once a slot was free.
+        self.spans: list[tuple[float, float, dict[str, Any]]] = []
         self.reply = reply
         self.latency_s = latency_s
         self.script: list[Reply | Fault] = []
@@ -237,7 +256,19 @@ class FakeOpenAI:
                 self.close_connection = True
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/api/2.0/endpoints" and fake.gateway_endpoints:
+                path = self.path.rstrip("/")
+                route = path.removeprefix("/api/3.0/gateway/route/")
+                if fake.gateway_endpoints and route != path:
+                    if route not in fake.gateway_routes:
+                        self._send(404, '{"detail": "The route is not present"}')
+                        return
+                    destinations = [
+                        {"name": d, "traffic_percentage": 100 // len(fake.gateway_routes[route])}
+                        for d in fake.gateway_routes[route]
+                    ]
+                    data = {"name": route, "task_type": "llm/v1/chat", "destinations": destinations}
+                    self._send(200, json.dumps({**data, "routing_strategy": "TRAFFIC_SPLIT"}))
+                elif path == "/api/2.0/endpoints" and fake.gateway_endpoints:
                     data = [
                         {
                             "name": n,
@@ -261,6 +292,24 @@ class FakeOpenAI:
                     return
                 body = json.loads(raw)
                 model = str(body.get("model", ""))
+                if body.get("messages") == PROBE["messages"] and body.get("max_tokens") == 1:
+                    with fake._lock:
+                        fake.probes.append(body)
+                    reply = fake.probe_reply
+                    if callable(reply) and not isinstance(reply, Fault):
+                        reply = reply(body)
+                    self._answer(body, reply)
+                    return
+                if fake._slots is not None:
+                    fake._slots.acquire()
+                try:
+                    self._serve(body, model)
+                finally:
+                    if fake._slots is not None:
+                        fake._slots.release()
+
+            def _serve(self, body: dict[str, Any], model: str) -> None:
+                started = time.monotonic()
                 with fake._lock:
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                     fake.in_flight += 1
@@ -275,11 +324,15 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.in_flight -= 1
                         fake._in_flight_by_model[model] -= 1
+                        fake.spans.append((started, time.monotonic(), body))
 
-            def _answer(self, body: dict[str, Any]) -> None:
-                reply = fake._next_reply(body)
-                if fake.latency_s:
-                    time.sleep(fake.latency_s)
+            def _answer(self, body: dict[str, Any], probe: Reply | Fault | None = None) -> None:
+                if probe is None:
+                    reply = fake._next_reply(body)
+                    if fake.latency_s:
+                        time.sleep(fake.latency_s)
+                else:
+                    reply = probe
                 if isinstance(reply, Fault):
                     if reply.hang_s:
                         time.sleep(reply.hang_s)
