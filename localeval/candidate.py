@@ -50,9 +50,9 @@ def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings
     """The settings of one candidate model of the run."""
     return CandidateSettings(
         spec.base_url,
-        spec.id,
-        config.system_prompt,
-        config.temperature,
+        spec.served_id,
+        config.system_prompt if spec.system_prompt is None else spec.system_prompt,
+        config.temperature if spec.temperature is None else spec.temperature,
         config.max_tokens,
         server_id=spec.server_id,
         grammar=ANSWER_GRAMMAR if spec.embedded else None,

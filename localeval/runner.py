@@ -60,6 +60,8 @@ def evaluate_model(
         **p.params,
         "model": spec.id,
         "base_url": mask(spec.base_url),
+        "system_prompt": settings.system_prompt,  # a model's own (an embedded variant's)
+        "temperature": str(settings.temperature),
         "dataset_name": p.dataset.name,
         "dataset_digest": p.dataset.digest,
         "dataset_rows": str(len(samples)),

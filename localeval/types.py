@@ -43,6 +43,15 @@ class ModelSpec:
     base_url: str
     server_id: str | None = None  # a stable name for a server we started (the cache key)
     embedded: bool = False  # the embedded llama.cpp model (its answers follow a grammar)
+    # A model that is another one with its own settings (the embedded model's second id): the
+    # id the server knows it by, and the system prompt and temperature replacing the run's.
+    served_as: str | None = None
+    system_prompt: str | None = None
+    temperature: float | None = None
+
+    @property
+    def served_id(self) -> str:
+        return self.served_as or self.id
 
 
 @dataclass(frozen=True)

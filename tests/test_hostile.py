@@ -357,3 +357,33 @@ def test_preflight_errors_mask_credentials_in_the_urls_they_name(fake, tmp_path,
         code, out, err = evaluate(changed, capsys)
         assert code == 2, out + err
         assert needle in err and SECRET not in out + err
+
+
+@pytest.mark.slow
+def test_server_logs_are_kept_and_named_when_a_server_fails_to_start(tmp_path, capsys):
+    """A gateway config MLflow refuses: the gateway we start exits; its log stays for the user
+    (path printed), and no other folder of the run is left behind."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    broken = tmp_path / "gateway.yaml"
+    broken.write_text(
+        "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n    model:\n"
+        "      provider: no-such-provider\n      name: judge\n",
+        encoding="utf-8",
+    )
+    with FakeOpenAI(models=("fake-model",), reply=_reply) as fake:
+        args = _args(fake, "sqlite:///" + str(tmp_path / "mlflow.db"),
+                     _data(tmp_path / "q.csv", 2), tmp_path / "cache")  # fmt: skip
+        args[args.index("--stack") + 1] = "auto"
+        args[args.index("--gateway-url") + 1] = f"http://127.0.0.1:{_free_port()}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TMPDIR", str(tmpdir))
+            patch.setattr(tempfile, "tempdir", None)
+            code, out, err = evaluate(args + ["--gateway-config", str(broken)], capsys)
+    assert code == 2, out + err
+    assert "Traceback (most recent call last)" not in err.split("Its last log lines")[0]
+    kept = re.search(r"The logs of the servers we started are kept in (\S+)", err)
+    assert kept, err
+    (left,) = tmpdir.iterdir()
+    assert left == Path(kept.group(1)) and left.name.startswith("localeval-logs-")
+    assert "no-such-provider" in (left / "MLflow AI Gateway.log").read_text()

@@ -244,7 +244,8 @@ def test_aggregates_carry_a_bootstrap_interval(fake, run_args, capsys, tracking_
         pytest.param("answer_similarity/v1/mean=6", 4, id="unmet"),
         pytest.param("answer_similarity/v1/mean=0", 0, id="met"),
         pytest.param("answer_similarity/v1/ci_low=4", 0, id="lower_bound_met"),
-        pytest.param("no_such/metric=1", 4, id="missing_metric_fails"),
+        # A metric this run can log but did not (one verdict per row: no self-consistency).
+        pytest.param("answer_similarity/v1/self_consistency=0.5", 4, id="missing_metric_fails"),
     ],
 )
 def test_fail_under_gate(fake, run_args, capsys, tracking_uri, request, gate, expected):
@@ -254,3 +255,18 @@ def test_fail_under_gate(fake, run_args, capsys, tracking_uri, request, gate, ex
         assert "--fail-under gate failed" in err and gate.split("=")[0] in err
     (run,) = _runs(tracking_uri, request.node.name)[1]
     assert "answer_similarity/v1/mean" in run.data.metrics  # logged before the gate
+
+
+@pytest.mark.parametrize(
+    ("gate", "hint"),
+    [
+        ("answer_similarity/v1/maen=3", "Did you mean answer_similarity/v1/mean"),
+        ("answer_similarty/v1/mean=3", "Did you mean answer_similarity/v1/mean"),
+        ("no_such/metric=1", "The judges' means are answer_similarity/v1/mean"),
+    ],
+)
+def test_misspelt_fail_under_metric_is_refused_before_any_call(fake, run_args, capsys, gate, hint):
+    code, out, err = evaluate(run_args + ["--fail-under", gate], capsys)
+    assert code == 2, out + err
+    assert fake.requests == []
+    assert hint in err and "Traceback" not in err

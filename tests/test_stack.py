@@ -71,6 +71,27 @@ def test_external_stack_with_nothing_running_exits_2_with_a_paragraph(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # nothing was logged
 
 
+def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
+    """Two embedded models on one server, offline: `--model` with both ids plans one server and
+    two candidates that differ in their settings, not in the model the server is asked for."""
+    from localeval.candidate import candidate_settings
+    from localeval.config import resolve
+    from localeval.stack import plan
+
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    config = resolve(["--model", "gemma-3-270m,gemma-3-270m-terse", "--base-url", closed + "/v1",
+                      "--gateway-url", closed, "--temperature", "0.7"])  # fmt: skip
+    resolved = plan(config, {"chat"})
+    a, b = resolved.models
+    assert (a.id, b.id) == ("gemma-3-270m", "gemma-3-270m-terse")
+    assert a.base_url == b.base_url == resolved.llm_url  # one embedded server for both
+    first, second = candidate_settings(config, a), candidate_settings(config, b)
+    assert first.model == second.model == "gemma-3-270m"  # the id the server lists
+    assert first.system_prompt == config.system_prompt and first.temperature == 0.7
+    assert second.system_prompt != config.system_prompt and second.temperature == 0.0
+    assert first.endpoint().identity() != second.endpoint().identity()  # cached apart
+
+
 def test_bad_data_file_exits_2_naming_file_row_and_column(tmp_path):
     data = tmp_path / "bad.csv"
     data.write_text("inputs,ground_truth\nWhat is MLflow?,\n", encoding="utf-8")
