@@ -1,7 +1,8 @@
 """A persistent cache of chat replies, so a re-run or a resumed run pays only for what is missing.
 
-Replies are written as they arrive (one SQLite row each, WAL mode), so a run killed half way keeps
-every answer it received. The key covers everything that changes a reply: the server (its URL, or
+Replies are written as they arrive (SQLite, WAL mode; the replies that arrive together in one
+transaction), so a run killed half way keeps every answer it received: only the calls in flight
+are lost. The key covers everything that changes a reply: the server (its URL, or
 a stable id for a server we started), the model id, every generation parameter and the messages.
 """
 
@@ -11,7 +12,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .client import ChatClient, ChatResponse, Endpoint, Message
@@ -37,6 +38,9 @@ class ReplyCache:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []  # every thread's, closed by close()
         self._lock = threading.Lock()
+        self._queue: list[_Pending] = []  # replies waiting for the next commit
+        self._writing = False  # a commit is running
+        self._written = threading.Condition()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -82,11 +86,54 @@ class ReplyCache:
         return self._conn().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def put(self, key: str, response: ChatResponse) -> None:
-        with self._conn() as conn:  # commits at once: a killed run keeps this reply
-            conn.execute(
-                "INSERT OR REPLACE INTO replies (key, response) VALUES (?, ?)",
-                (key, json.dumps(asdict(replace(response, cached=False)))),
-            )
+        """Store a reply; it is on disk when this returns (a killed run keeps it).
+
+        Group commit: the replies handed in while a commit runs wait for the next one, which one
+        of their threads makes for all of them. One writer at a time, one commit a batch: 16
+        threads committing a reply each queued on SQLite's lock, whose busy handler sleeps
+        (1 ms, then 2, 5, ...) before it tries again.
+        """
+        mine = _Pending(key, json.dumps(asdict(replace(response, cached=False))))
+        with self._written:
+            self._queue.append(mine)
+            while not mine.done:
+                if self._writing:
+                    self._written.wait()
+                    continue
+                batch, self._queue, self._writing = self._queue, [], True
+                self._written.release()
+                try:
+                    error = self._commit(batch)
+                finally:
+                    self._written.acquire()
+                    self._writing = False
+                    for pending in batch:
+                        pending.done, pending.error = True, error
+                    self._written.notify_all()
+        if mine.error is not None:
+            raise type(mine.error)(*mine.error.args)
+
+    def _commit(self, batch: list[_Pending]) -> Exception | None:
+        """Write the batch in one transaction; the error, for each of the batch's threads."""
+        try:
+            with self._conn() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO replies (key, response) VALUES (?, ?)",
+                    [(p.key, p.response) for p in batch],
+                )
+        except sqlite3.Error as exc:
+            return exc
+        return None
+
+
+@dataclass
+class _Pending:
+    """A reply on its way to disk."""
+
+    key: str
+    response: str
+    done: bool = False
+    error: Exception | None = None
 
 
 class CachedClient:

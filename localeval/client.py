@@ -2,8 +2,8 @@
 
 Both talk to an OpenAI-compatible `/v1/chat/completions`: the candidate to the local LLM server,
 the judge to the MLflow AI Gateway's OpenAI-compatible route (`model` = the gateway endpoint name).
-The client that speaks HTTP is `openai_client` (langchain-openai and the openai SDK, imported only
-by a run that calls a model).
+The client that speaks HTTP is `openai_client` (the openai SDK, imported only by a run that
+calls a model).
 """
 
 from __future__ import annotations

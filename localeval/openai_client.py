@@ -1,21 +1,36 @@
-"""The chat client that speaks HTTP: langchain-openai's ChatOpenAI, errors mapped to ours."""
+"""The chat client that speaks HTTP: the openai SDK's retrying client, one per server, errors
+mapped to ours.
+
+The body is posted as it is and the reply read as plain JSON: the SDK's typed `create` walks
+every message through its request transform and builds pydantic objects from the reply, 0.9 ms
+of interpreter time per call where this takes 0.5 ms (langchain-openai on top of it: 1.8 ms).
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
+import httpx2
 import openai
-from langchain_openai import ChatOpenAI
 
 from .client import API_KEY_ENV, CallFailed, ChatResponse, Endpoint, Message, api_key
 from .errors import ServerError
 from .redact import mask
 
 
+def connect(base_url: str, timeout_s: float, max_retries: int) -> openai.OpenAI:
+    """The SDK client of one server: its retry policy and its pool of kept-alive connections."""
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key(), timeout=timeout_s, max_retries=max_retries
+    )
+
+
 class OpenAIChatClient:
-    """A chat client on langchain-openai's ChatOpenAI.
+    """A chat client for one endpoint (model and generation settings) of an OpenAI-compatible
+    server.
 
     Retries (connection errors, timeouts, 408, 409, 429 and 5xx) are the openai SDK's: at most
     `max_retries`, waiting 0.5 s doubling up to a cap of 8 s, less up to 25% jitter; a
@@ -23,28 +38,39 @@ class OpenAIChatClient:
     `_base_client._calculate_retry_timeout`). `timeout_s` bounds each attempt's connect and each
     read, so a server that says nothing for that long fails the attempt. Any other 4xx fails at
     once with the server's message. What still fails becomes `CallFailed` with its reason.
+
+    Args:
+        sdk: the server's SDK client, shared by its endpoints (see `Connections`); by default
+            one of its own.
     """
 
-    def __init__(self, endpoint: Endpoint, timeout_s: float, max_retries: int) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        timeout_s: float,
+        max_retries: int,
+        sdk: openai.OpenAI | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self._llm = ChatOpenAI(
-            model=endpoint.model,
-            base_url=endpoint.base_url,
-            api_key=api_key(),
-            temperature=endpoint.temperature,
-            timeout=timeout_s,
-            max_retries=max_retries,
-            # langchain-openai 1.x sends `max_tokens` as `max_completion_tokens`, which
-            # llama-cpp-python ignores (a 120-token cap gave 4,082 tokens): send it by its old name.
-            extra_body={"max_tokens": endpoint.max_tokens, **endpoint.extra_body},
-        )
+        self._sdk = sdk or connect(endpoint.base_url, timeout_s, max_retries)
+        self._body = {
+            "model": endpoint.model,
+            "stream": False,
+            "temperature": endpoint.temperature,
+            # By this name, not `max_completion_tokens` (what langchain-openai 1.x sends), which
+            # llama-cpp-python ignores: a 120-token cap gave 4,082 tokens.
+            "max_tokens": endpoint.max_tokens,
+            **endpoint.extra_body,
+        }
 
     def complete(self, messages: list[Message]) -> ChatResponse:
         started = time.perf_counter()
+        body = {**self._body, "messages": messages}
         try:
-            reply = self._llm.invoke(messages)
+            response = self._sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            reply = _read(response.content)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ServerError(
                 f"{mask(self.endpoint.base_url)} refused the API key ({exc.status_code}): "
@@ -69,36 +95,63 @@ class OpenAIChatClient:
                 f"connection error ({self.max_retries + 1} attempts): {_root_cause(exc)}"
             ) from None
         except openai.APIError as exc:
-            # langchain-openai re-raises a status error whose text says "exceeds the context
-            # window" as a bare APIError (OpenAIAPIContextOverflowError), without the status.
-            status = getattr(exc.__cause__, "status_code", None)
-            raise CallFailed(
-                f"HTTP {status}: {_message(exc)}" if status else _message(exc)
-            ) from None
-        except json.JSONDecodeError as exc:
-            # The SDK raises this for a 200 whose body is not JSON (a proxy page, a cut reply).
-            raise CallFailed(f"unreadable reply: not JSON ({exc})") from None
-        except IndexError:
-            # langchain-openai indexes generations[0]: a 200 with `"choices": []` lands here.
-            raise CallFailed("unreadable reply: the server returned no choices") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            # langchain could not read the reply: no `choices` key, `"choices": null`, an error
-            # object inside a 200.
-            raise CallFailed(f"unreadable reply: {exc}") from None
-        latency = time.perf_counter() - started
-        usage = reply.usage_metadata or {}
-        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+            raise CallFailed(_message(exc)) from None
+        usage = reply.get("usage") or {}
+        choice = reply["choices"][0]
+        content = choice["message"].get("content")
         return ChatResponse(
-            text=text,
-            prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
-            latency_s=latency,
-            finish_reason=reply.response_metadata.get("finish_reason"),
+            text=content if isinstance(content, str) else str(content or ""),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_s=time.perf_counter() - started,
+            finish_reason=choice.get("finish_reason"),
         )
 
 
+def _read(content: bytes) -> dict[str, Any]:
+    """A 200's body as a completion with a first choice, or CallFailed saying why not."""
+    try:
+        reply = json.loads(content)
+    except ValueError as exc:  # a proxy's page, a cut reply
+        raise CallFailed(f"unreadable reply: not JSON ({exc})") from None
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if isinstance(choices, list) and not choices:
+        raise CallFailed("unreadable reply: the server returned no choices")
+    first = choices[0] if isinstance(choices, list) else None
+    if not isinstance(first, dict) or not isinstance(first.get("message"), dict):
+        # No `choices` key, `"choices": null`, an error object inside a 200.
+        what = _message_of(reply) or "no choices[0].message in the reply"
+        raise CallFailed(f"unreadable reply: {what}")
+    return reply
+
+
+class Connections:
+    """One SDK client per server URL, shared by all its endpoints (models, judge budgets, seeds):
+    one pool of kept-alive connections, built on the first call; `close` closes them all."""
+
+    def __init__(self, timeout_s: float, max_retries: int) -> None:
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self._sdks: dict[str, openai.OpenAI] = {}
+        self._lock = threading.Lock()
+
+    def client(self, endpoint: Endpoint) -> OpenAIChatClient:
+        with self._lock:
+            sdk = self._sdks.get(endpoint.base_url)
+            if sdk is None:
+                sdk = connect(endpoint.base_url, self.timeout_s, self.max_retries)
+                self._sdks[endpoint.base_url] = sdk
+        return OpenAIChatClient(endpoint, self.timeout_s, self.max_retries, sdk)
+
+    def close(self) -> None:
+        with self._lock:
+            sdks, self._sdks = list(self._sdks.values()), {}
+        for sdk in sdks:
+            sdk.close()
+
+
 def _root_cause(exc: BaseException) -> str:
-    """The innermost error under the SDK's and langchain's wrappers (e.g. a reset connection)."""
+    """The innermost error under the SDK's wrappers (e.g. a reset connection)."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -110,14 +163,20 @@ def _retry_after(exc: Any) -> str:
     return f" (Retry-After: {value} s)" if value else ""
 
 
-def _message(exc: Exception) -> str:
-    body = getattr(exc, "body", None)
+def _message_of(body: Any) -> str | None:
+    """The server's own words in an error body: `error.message`, `detail`, or a text page."""
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
+        if isinstance(error, str) and error.strip():
+            return error
         if isinstance(body.get("detail"), str):
             return body["detail"]
     if isinstance(body, str) and body.strip():  # a plain-text or HTML error page
         return " ".join(body.split())[:300]
-    return str(getattr(exc, "message", exc))
+    return None
+
+
+def _message(exc: Exception) -> str:
+    return _message_of(getattr(exc, "body", None)) or str(getattr(exc, "message", exc))

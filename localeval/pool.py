@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from .progress import progress
+from .progress import Progress, progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,6 +32,10 @@ def map_ordered(
     """
     results: list[R | None] = [None] * len(items)
     stop = threading.Event()
+    # Each finished row's index, posted by the worker. `concurrent.futures.wait` would instead
+    # re-arm a waiter on every pending future at each wake-up: O(rows) per row, 20 s of a
+    # 5,000-row run.
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     def guarded(item: T) -> R:
         # Per-row failures are values (CallFailed is caught by `fn`); what raises here is fatal
@@ -46,19 +51,22 @@ def map_ordered(
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=desc)
     shown = progress(desc, len(items), quiet)
     try:
-        futures = {pool.submit(guarded, item): index for index, item in enumerate(items)}
-        pending: set[Future[R]] = set(futures)
-        while pending:
+        futures: list[Future[R]] = []
+        for index, item in enumerate(items):
+            future = pool.submit(guarded, item)
+            future.add_done_callback(lambda _, i=index: finished.put(i))
+            futures.append(future)
+        for _ in futures:
             # Woken by a finished row, or when the log is due a line (a slow first call).
-            done, pending = wait(pending, timeout=shown.wait_s(), return_when=FIRST_COMPLETED)
+            index = _next(finished, shown)
             shown.tick()
-            for future in sorted(done, key=futures.__getitem__):
-                if isinstance(future.exception(), _Stopped):
-                    continue  # a row skipped after a fatal error; that error is raised below
-                results[futures[future]] = future.result()
-                if on_done is not None:
-                    on_done(futures[future], future.result())
-                shown.update()
+            future = futures[index]
+            if isinstance(future.exception(), _Stopped):
+                continue  # a row skipped after a fatal error; that error is raised below
+            results[index] = result = future.result()
+            if on_done is not None:
+                on_done(index, result)
+            shown.update()
     except BaseException:
         # Waiting for the calls in flight (up to --timeout each, times the retries) would make
         # Ctrl-C hang; a fatal error (a refused API key) stops the run just the same.
@@ -69,6 +77,15 @@ def map_ordered(
         shown.close()
     pool.shutdown()
     return results  # type: ignore[return-value]
+
+
+def _next(finished: queue.SimpleQueue[int], shown: Progress) -> int:
+    """The next finished row's index; a tick each time the log is due a line meanwhile."""
+    while True:
+        try:
+            return finished.get(timeout=shown.wait_s())
+        except queue.Empty:
+            shown.tick()
 
 
 class _Stopped(Exception):

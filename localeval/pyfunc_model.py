@@ -98,7 +98,7 @@ def signature() -> ModelSignature:
 
 def pip_requirements() -> list[str]:
     # Given explicitly: inferring them loads the model in a subprocess (seconds per run).
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "langchain-openai", "pandas")]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "openai", "pandas")]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ from .types import HumanAgreement, ModelResult, Outcome, RowResult, Score
 
 WIDTH = 100
 CUT = 120  # characters of an answer or a justification in the compact listing: a sentence or so
+# Rows in the compact listing, problems first: a screenful, not a 5,000-row scroll. Every row is
+# in the run's report.html, --report, --output and `--rows all`.
+COMPACT_ROWS = 20
 UNSCORED_SHOWN = 300  # characters of an unparseable judge reply (or an error) shown in the terminal
 # The heuristic metrics compared side by side, besides each judge's mean, interval and unscored
 # share (ends of the metric keys).
@@ -86,15 +89,30 @@ def _problem_first(rows: list[RowResult]) -> list[RowResult]:
     return sorted(rows, key=lambda r: (0 if r.failed else _ORDER[r.status], r.index))
 
 
+def _problem(row: RowResult) -> bool:
+    return row.failed or row.status != "ok"
+
+
 def format_rows(result: ModelResult, listing: str = "all") -> str:
     """The per-row listing: every row in full (`all`), only failed and unscored rows in full
-    (`failed`), or every row with long texts cut, failed and unscored rows first (`compact`)."""
+    (`failed`), or failed and unscored rows first, long texts cut, at most `COMPACT_ROWS` rows
+    and a line saying how many more there are (`compact`)."""
     rows = result.rows
     if listing != "all":
         rows = _problem_first(rows)
     if listing == "failed":
-        rows = [r for r in rows if r.failed or r.status != "ok"]
-    return "\n".join(line for row in rows for line in _row_lines(result, row, listing == "compact"))
+        rows = [r for r in rows if _problem(r)]
+    rest = rows[COMPACT_ROWS:] if listing == "compact" else []
+    shown = rows[: len(rows) - len(rest)]
+    lines = [line for row in shown for line in _row_lines(result, row, listing == "compact")]
+    if rest:
+        problems = sum(map(_problem, rest))
+        among = f", {problems:,} of them failed or unscored (--rows failed)" if problems else ""
+        lines.append(
+            f"… {len(rest):,} more rows{among}: --rows all lists them, as do the run's "
+            "report.html and --output"
+        )
+    return "\n".join(lines)
 
 
 def _rows_heading(result: ModelResult, listing: str, several: bool) -> str:
@@ -105,7 +123,8 @@ def _rows_heading(result: ModelResult, listing: str, several: bool) -> str:
     if listing == "failed":
         return f"Failed and unscored rows{whose} ({counts}; --rows all: every row):"
     if listing == "compact":
-        return f"Rows{whose} ({counts}; problems first, texts cut; --rows all: in full):"
+        first = f", the first {COMPACT_ROWS}" if len(result.rows) > COMPACT_ROWS else ""
+        return f"Rows{whose} ({counts}; problems first{first}, texts cut; --rows all: in full):"
     return f"Per-row results{whose} ({counts}):"
 
 

@@ -3,10 +3,10 @@ them: the row's request and the answer, a span for the candidate call and one pe
 each verdict as feedback on the trace and the ground truth as an expectation.
 
 Traces are written from the typed rows after their calls, by a background thread, in batches:
-all of a batch's spans in one `log_spans` call and, on a SQL store, all of its traces with their
-assessments in one transaction. MLflow's own exporter writes each span, trace and assessment in a
-transaction of its own: 200 rows took 6.6 s that way, 1.3 s with one `start_trace` per trace, and
-0.3 s in one transaction (plus 0.25 s for the spans). The tracing client is MLflow's (pinned 3.17).
+on a SQL store each batch's traces, spans and assessments in one transaction (`trace_store`),
+else with MLflow's tracing client (pinned 3.17): a `start_trace` per trace, one `log_spans`.
+MLflow's own exporter writes each span, trace and assessment in a transaction of its own: 200
+rows took 6.6 s that way.
 """
 
 from __future__ import annotations
@@ -33,16 +33,19 @@ from mlflow.entities import (
 )
 from mlflow.tracing.client import TracingClient
 from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey, TraceTagKey
+from mlflow.tracing.utils import aggregate_usage_from_spans
 
+from . import trace_store
 from .types import Call, RowResult, Score, Verdict
 
 EXPECTATION = "expected_response"  # the name mlflow.genai.evaluate gives a row's ground truth
 _SOURCE_RUN_ID = "mlflow.assessment.sourceRunId"  # AssessmentMetadataKey.SOURCE_RUN_ID
 _PREVIEW = 1000  # characters of request/response kept in the trace list's preview columns
-# Rows per write: their spans in one call, then each trace with its assessments. A write waits
-# for this many rows (or the last one): small writes cost more per row, and the run's own calls
-# need the interpreter meanwhile.
-_BATCH = 25
+# Rows per write (MLflow links at most 100 traces to a run per call). A write waits for this many
+# rows (or the last one): 25 a write cost 1.2 ms a row, 100 0.8 ms (a commit, an experiment
+# lookup and a link call each), interpreter time the run's calls need meanwhile.
+_BATCH = 100
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,15 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         {"row": row.index + 1, "sample_id": sample.id}, error=answer.error,
     )  # fmt: skip
     response = answer.text if answer.text is not None else f"FAILED: {answer.error}"
+    entities = [Span.from_dict(s) for s in [root_span, *spans]]
+    metadata = {
+        TraceMetadataKey.SOURCE_RUN: settings.run_id,
+        "mlflow.trace_schema.version": "3",
+        "localeval.row": str(row.index + 1),
+        "localeval.dataset_digest": settings.dataset_digest,
+    }
+    if usage := aggregate_usage_from_spans(entities):  # as MLflow's tracer sums a trace's calls
+        metadata[TraceMetadataKey.TOKEN_USAGE] = json.dumps(usage)
     info = TraceInfo(
         trace_id=trace_id,
         trace_location=TraceLocation.from_experiment_id(settings.experiment_id),
@@ -237,69 +249,11 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         state=TraceState.ERROR if answer.failed else TraceState.OK,
         request_preview=json.dumps(request, ensure_ascii=False)[:_PREVIEW],
         response_preview=response[:_PREVIEW],
-        trace_metadata={
-            TraceMetadataKey.SOURCE_RUN: settings.run_id,
-            "mlflow.trace_schema.version": "3",
-            "localeval.row": str(row.index + 1),
-            "localeval.dataset_digest": settings.dataset_digest,
-        },
+        trace_metadata=metadata,
         tags={TraceTagKey.TRACE_NAME: f"row {row.index + 1}"},
         assessments=assessments,
     )
-    return info, [Span.from_dict(s) for s in [root_span, *spans]]
-
-
-def _start_traces_in_one_transaction(store: Any, infos: Sequence[TraceInfo]) -> bool:
-    """What `SqlAlchemyStore.start_trace` writes for a new trace, for many traces at once; False
-    when the store is not MLflow's SQL store (a tracking server: one call per trace instead)."""
-    try:
-        from mlflow.store.tracking.dbmodels.models import (
-            SqlAssessments,
-            SqlTraceInfo,
-            SqlTraceMetadata,
-            SqlTraceTag,
-        )
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        from mlflow.store.tracking.utils.trace_analytics import analytics_columns_from_metadata
-    except ImportError:
-        return False
-    if not isinstance(store, SqlAlchemyStore) or not infos:
-        return False
-    experiment = store.get_experiment(infos[0].experiment_id)
-    with store.ManagedSessionMaker(read_only=False) as session:
-        for info in infos:
-            metadata = {**info.trace_metadata, TraceMetadataKey.TRACE_INFO_FINALIZED: "true"}
-            row = SqlTraceInfo(
-                request_id=info.trace_id,
-                experiment_id=info.experiment_id,
-                timestamp_ms=info.request_time,
-                execution_time_ms=info.execution_duration,
-                status=info.state.value,
-                client_request_id=None,
-                request_preview=info.request_preview,
-                response_preview=info.response_preview,
-                trace_name=info.tags.get(TraceTagKey.TRACE_NAME),
-                **analytics_columns_from_metadata(metadata),
-            )
-            row.tags = [
-                SqlTraceTag(request_id=info.trace_id, key=k, value=v)
-                for k, v in info.tags.items()
-                if k != TraceTagKey.TRACE_NAME
-            ] + [store._get_trace_artifact_location_tag(experiment, info.trace_id)]
-            row.request_metadata = [
-                SqlTraceMetadata(request_id=info.trace_id, key=k, value=v)
-                for k, v in sorted(metadata.items())
-            ]
-            assessments = []
-            for assessment in info.assessments:
-                sql = SqlAssessments.from_mlflow_entity(assessment)
-                sql.trace_id = info.trace_id
-                sql.experiment_id = int(info.experiment_id)
-                sql.trace_timestamp_ms = info.request_time
-                assessments.append(sql)
-            row.assessments = assessments
-            session.add(row)
-    return True
+    return info, entities
 
 
 class TraceWriter:
@@ -316,6 +270,7 @@ class TraceWriter:
         self.trace_ids: list[str] = []
         self.error: str | None = None
         self._queue: queue.Queue[RowResult | None] = queue.Queue()
+        self._sql: Any = _UNSET  # trace_store.sql_writer's, on the first write
         self._thread = threading.Thread(target=self._work, name="traces", daemon=True)
         if enabled:
             self._thread.start()
@@ -341,13 +296,16 @@ class TraceWriter:
             return
         try:
             built = [build(row, self.settings) for row in rows]
-            infos = [info for info, _ in built]
-            if not _start_traces_in_one_transaction(self.client.store, infos):
-                for info in infos:
+            if self._sql is _UNSET:
+                self._sql = trace_store.sql_writer(self.client.store, self.settings.experiment_id)
+            if self._sql is not None:
+                self._sql(built)
+            else:  # a tracking server
+                for info, _ in built:
                     self.client.start_trace(info)
-            self.client.log_spans(
-                self.settings.experiment_id, [s for _, spans in built for s in spans]
-            )
+                self.client.log_spans(
+                    self.settings.experiment_id, [s for _, spans in built for s in spans]
+                )
             ids = [info.trace_id for info, _ in built]
             self.client.store.link_traces_to_run(ids, self.settings.run_id)
             self.trace_ids += ids

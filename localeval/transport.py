@@ -8,9 +8,10 @@ the same replies (or the same failures) without a second call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .cache import CachedClient, ReplyCache, cache_key
 from .client import (
@@ -47,23 +48,19 @@ class _MemoClient:
 
 class _OnFirstCall:
     """The HTTP client, built when a reply is not in the cache: a run answered from the cache
-    never imports langchain-openai and the openai SDK (1.1 s of a 6 s warm run)."""
+    never imports the openai SDK (1.1 s of a 6 s warm run)."""
 
-    def __init__(self, endpoint: Endpoint, runtime: Runtime) -> None:
+    def __init__(self, endpoint: Endpoint, connections: Callable[[], Any]) -> None:
         self.endpoint = endpoint
-        self.runtime = runtime
+        self._connections = connections
         self._client: ChatClient | None = None
         self._lock = threading.Lock()
 
     def complete(self, messages: list[Message]) -> ChatResponse:
-        with self._lock:
-            if self._client is None:
-                from .openai_client import OpenAIChatClient  # imported here: see the class
-
-                runtime = self.runtime
-                self._client = OpenAIChatClient(
-                    self.endpoint, runtime.timeout_s, runtime.max_retries
-                )
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connections().client(self.endpoint)
         return self._client.complete(messages)
 
 
@@ -75,6 +72,7 @@ class Transport:
         self.cache = None if runtime.cache_dir is None else ReplyCache(Path(runtime.cache_dir))
         self._memo: dict[str, ChatResponse | CallFailed] = {}
         self._clients: dict[str, ChatClient] = {}
+        self._connections: Any = None  # openai_client.Connections, on the first call
         self._lock = threading.Lock()
 
     def client(self, endpoint: Endpoint) -> ChatClient:
@@ -88,10 +86,19 @@ class Transport:
         return client
 
     def _build(self, endpoint: Endpoint) -> ChatClient:
-        client: ChatClient = _OnFirstCall(endpoint, self.runtime)
+        client: ChatClient = _OnFirstCall(endpoint, self._connect)
         if self.cache is not None:
             client = CachedClient(client, endpoint, self.cache, self.runtime.refresh)
         return client
+
+    def _connect(self) -> Any:
+        """The run's HTTP clients, one per server (imported here: see `_OnFirstCall`)."""
+        with self._lock:
+            if self._connections is None:
+                from .openai_client import Connections
+
+                self._connections = Connections(self.runtime.timeout_s, self.runtime.max_retries)
+            return self._connections
 
     def cached(self, endpoint: Endpoint, messages: list[Message]) -> ChatResponse | None:
         """The stored reply for this request, if the run may use one (no call is made)."""
@@ -100,6 +107,8 @@ class Transport:
         return self.cache.get(cache_key(endpoint, messages))
 
     def close(self) -> None:
+        if self._connections is not None:
+            self._connections.close()
         if self.cache is not None:
             self.cache.close()
 

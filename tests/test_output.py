@@ -14,7 +14,7 @@ from localeval import progress as progress_module
 from localeval.config import build_parser
 from localeval.pool import map_ordered
 from localeval.present import paired, shorten
-from localeval.report import CUT, format_outcome
+from localeval.report import COMPACT_ROWS, CUT, format_outcome
 from localeval.types import (
     CANDIDATE_FAILED,
     PARSE_FAILURE,
@@ -116,6 +116,40 @@ def test_compact_rows_put_problems_first_and_cut_long_texts():
     # An unscored reply keeps its 300 characters: it is what shows why the judge failed.
     assert "… (full reply in the MLflow run's eval table)" in " ".join(out.split())
     assert "Rows (1 failed, 1 unscored, 2 ok;" in out
+
+
+def _listed(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines() if line.startswith("[")]
+
+
+def test_compact_listing_of_a_big_run_is_capped_problems_first():
+    """5,000 rows: the problems, then the first rows up to COMPACT_ROWS, then one line; never
+    every row (the terminal printed all 5,000)."""
+    rows = [_row(i) for i in range(5000)]
+    rows[4000] = _row(4000, error="HTTP 500: scripted failure")
+    rows[10] = _row(10, score=None, why="No score.")
+    out = format_outcome(_outcome(rows))
+    listed = _listed(out)
+    assert len(listed) == COMPACT_ROWS
+    assert listed[:3] == ["[4001]", "[11]", "[1]"]  # failed, unscored, then the rest in order
+    assert "… 4,980 more rows: --rows all lists them, as do the run's report.html" in out
+    assert "(1 failed, 1 unscored, 4998 ok; problems first, the first 20, texts cut;" in out
+    assert len(out.splitlines()) < 150
+    assert len(_listed(format_outcome(_outcome(rows), rows="all"))) == 5000
+
+
+def test_compact_listing_says_how_many_problems_it_leaves_out():
+    rows = [_row(i, error="HTTP 500: down") for i in range(25)] + [_row(25)]
+    out = format_outcome(_outcome(rows))
+    assert _listed(out) == [f"[{i}]" for i in range(1, COMPACT_ROWS + 1)]
+    assert "… 6 more rows, 5 of them failed or unscored (--rows failed): --rows all" in out
+    assert len(_listed(format_outcome(_outcome(rows), rows="failed"))) == 25  # uncapped
+
+
+def test_a_small_run_lists_every_row_without_a_more_line():
+    out = format_outcome(_outcome([_row(i) for i in range(COMPACT_ROWS)]))
+    assert len(_listed(out)) == COMPACT_ROWS and "more rows" not in out
+    assert "the first" not in out
 
 
 @pytest.mark.parametrize(

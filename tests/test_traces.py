@@ -289,3 +289,82 @@ def test_baseline_unknown_run_and_fail_if_worse_alone_exit_2(fake, run_args, cap
     code, _, err = evaluate(run_args + ["--fail-if-worse"], capsys)
     assert code == 2 and "--baseline" in err
     assert fake.chat_calls == 0
+
+
+# ---- our SQL writes against MLflow's own -----------------------------------------------------
+
+
+def _built_rows():
+    """Rows of every kind a run writes: answered and scored, failed, unscored, repeated on two
+    endpoints, with context, metadata and non-ASCII text."""
+    from localeval.types import Answer, Call, Judgement, RowResult, Sample, Score, Verdict
+
+    at = 1_700_000_000.0
+    ok = Score(4.0, "Close to the target.", None, "score: 4\njustification: Close.")
+    unscored = Score(None, "no score in the reply", "parse_failure", "I cannot decide.")
+    no_answer = Score(None, "the candidate produced no answer", "candidate_failed")
+
+    def verdict(endpoint: str, repeat: int, score: Score, tokens: int | None = 30) -> Verdict:
+        return Verdict(endpoint, repeat, score, Call(at + 1, 0.5, tokens, 5))
+
+    return [
+        RowResult(0, Sample("a", "Qu'est-ce que MLflow ? ✓", "Une plateforme."),
+                  Answer("Une plateforme « ML ».", None, Call(at, 1.0, 12, 7)),
+                  {"answer_similarity/v1": Judgement((verdict("chat", 0, ok),))}),
+        RowResult(1, Sample("b", "Question 2?", "Target 2.", "Some context.", {"topic": "t"}),
+                  Answer(None, "HTTP 500: model crashed", Call(at, 2.0)),
+                  {"answer_similarity/v1": Judgement((Verdict("chat", 0, no_answer),))}),
+        RowResult(2, Sample("c", "Question 3?"),
+                  Answer("An answer.", None, Call(at, 1.0, None, None, cached=True)),
+                  {"answer_similarity/v1": Judgement((verdict("chat", 0, unscored, None),))}),
+        RowResult(3, Sample("d", "Question 4?", "Target 4."),
+                  Answer("Another answer.", None, Call(at, 1.0, 10, 3)),
+                  {"answer_similarity/v1": Judgement(tuple(
+                      verdict(e, r, ok) for e in ("chat", "chat2") for r in (0, 1)))}),
+    ]  # fmt: skip
+
+
+def _trace_tables(tracking_uri: str) -> dict[str, list[tuple]]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(tracking_uri)
+    tables = ("trace_info", "trace_tags", "trace_request_metadata", "assessments", "spans")
+    with engine.connect() as conn:
+        out = {t: sorted(map(tuple, conn.exec_driver_sql(f"SELECT * FROM {t}"))) for t in tables}
+    engine.dispose()
+    return out
+
+
+def test_sql_traces_match_mlflow_own_writes(tmp_path):
+    """`trace_store` writes the rows MLflow's start_trace + log_spans write, column for column:
+    the MLflow UI reads the same traces."""
+    import mlflow
+    from mlflow.tracing.client import TracingClient
+
+    from localeval import trace_store
+    from localeval.traces import TraceSettings, build
+
+    stores = {}
+    for name in ("mlflow", "ours"):  # two fresh stores: the experiment is "1" in both
+        uri = f"sqlite:///{tmp_path / name}.db"
+        mlflow.MlflowClient(uri).create_experiment("x", artifact_location=str(tmp_path / "a"))
+        stores[name] = uri
+    settings = TraceSettings(
+        "0" * 32, "1", "m", "http://127.0.0.1:1/v1", "Be brief.",
+        {"temperature": 0.0, "max_tokens": 64}, {"chat": "up", "chat2": "up2"}, "prefix-v2",
+        "digest", lambda row, key, verdict: f"Grade {row.answer.text}", {"k": "v"},
+    )  # fmt: skip
+    built = [build(row, settings) for row in _built_rows()]
+
+    theirs = TracingClient(stores["mlflow"])
+    for info, _ in built:
+        theirs.start_trace(info)
+    theirs.log_spans("1", [span for _, spans in built for span in spans])
+    write = trace_store.sql_writer(TracingClient(stores["ours"]).store, "1")
+    assert write is not None
+    write(built)
+
+    expected, got = _trace_tables(stores["mlflow"]), _trace_tables(stores["ours"])
+    assert len(got["trace_info"]) == 4 and len(got["spans"]) == 3 + 2 + 3 + 6
+    for table in expected:
+        assert got[table] == expected[table], table
