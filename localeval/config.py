@@ -77,6 +77,29 @@ def _thresholds(values: list[Any]) -> tuple[Threshold, ...]:
     return tuple(out)
 
 
+def _tags(values: list[Any]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in values:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def _shard(value: Any) -> tuple[int, int]:
+    given = o.text(value)
+    part, sep, parts = given.partition("/")
+    rule = f"{given!r} is not K/N with 1 <= K <= N (2/4: the second of four parts)"
+    try:
+        k, n = int(part), int(parts)
+    except ValueError:
+        raise ValueError(rule) from None
+    if not sep or not 1 <= k <= n:
+        raise ValueError(rule)
+    return k, n
+
+
 def _output(value: Any) -> Path:
     path = Path(o.text(value))
     if path.suffix.lower() not in ROW_FORMATS:
@@ -188,6 +211,18 @@ class EvalConfig:
     experiment: str = option(
         "local-llm-judge", "MLflow experiment name",
         parse=o.text, env="MLFLOW_EXPERIMENT_NAME", metavar="NAME",
+    )  # fmt: skip
+    tag: tuple[tuple[str, str], ...] = option(
+        (),
+        "MLflow run tag, repeatable: tag the runs of one job (its shards, its machines) the "
+        "same; mlflow.parentRunId=RUN_ID shows the run under that run in the MLflow UI",
+        parse=_tags, repeat=True, metavar="KEY=VALUE", aliases=("tags",),
+    )  # fmt: skip
+    shard: tuple[int, int] | None = option(
+        None,
+        "evaluate part K of N of the data file (contiguous rows; a row's id stays its row number "
+        "in the file), to split a big file over machines: each part is its own run",
+        parse=_shard, metavar="K/N",
     )  # fmt: skip
     report: Path | None = option(
         None,
@@ -312,6 +347,10 @@ class EvalConfig:
                 )
             elif key == "fail_under":
                 value = ",".join(f"{t.metric}={t.value}" for t in self.fail_under)
+            elif key == "tag":
+                value = ",".join(f"{k}={v}" for k, v in self.tag)
+            elif key == "shard" and self.shard is not None:
+                value = "{}/{}".format(*self.shard)
             out[key] = mask(value)  # a password in any URL (tracking URI, base URL, gateway)
         return out
 

@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +198,18 @@ def load_dataset(
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return Dataset(path=path, samples=tuple(samples), digest=digest)
+
+
+def shard_of(dataset: Dataset, part: int, parts: int) -> Dataset:
+    """Part `part` (1-based) of `parts` of the rows, contiguous; its digest names the part, so
+    `--baseline last` compares a part with the same part."""
+    count = len(dataset.samples)
+    start, end = (part - 1) * count // parts, part * count // parts
+    if start == end:
+        raise DataError(
+            f"Data file {dataset.path} has {count} rows, too few for --shard {part}/{parts}: "
+            f"part {part} would be empty. Use at most {count} parts."
+        )
+    return replace(
+        dataset, samples=dataset.samples[start:end], digest=f"{dataset.digest}-{part}of{parts}"
+    )

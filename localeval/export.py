@@ -67,6 +67,8 @@ def rows(outcome: Outcome) -> list[dict[str, Any]]:
                 "model": result.model.id,
                 "run_id": result.run_id,
                 "row": row.index + 1,
+                # The file's own id, or its row number there: unique across --shard parts.
+                "id": row.sample.id,
                 INPUTS: row.sample.input,
             }
             if dataset.has_targets:

@@ -16,7 +16,7 @@ from . import stack
 from .cache import ReplyCache, cache_key
 from .candidate import candidate_settings
 from .config import EvalConfig
-from .dataset import Columns, load_dataset
+from .dataset import Columns, load_dataset, shard_of
 
 
 @dataclass
@@ -39,10 +39,11 @@ def answers_cached(config: EvalConfig, resolved: stack.Resolved) -> bool:
     folder = config.cache_dir.resolve()
     if not (folder / "replies.sqlite").exists():
         return False
-    samples = load_dataset(
+    dataset = load_dataset(
         Path(config.data), Columns(config.input_col, config.target_col, config.context_col),
         need_target=False,
-    ).samples  # fmt: skip
+    )  # fmt: skip
+    samples = (dataset if config.shard is None else shard_of(dataset, *config.shard)).samples
     cache = ReplyCache(folder)
     with contextlib.closing(cache):
         for spec in resolved.models:

@@ -67,7 +67,8 @@ def evaluate_model(
         "dataset_rows": str(len(samples)),
     }
     plan = tracking.RunPlan(p.dataset, p.judges, params, config.judge_repeats)
-    with tracking.model_run(spec, params, None if from_data else model.model_id) as run_id:
+    model_id = None if from_data else model.model_id
+    with tracking.model_run(spec, params, model_id, config.tag) as run_id:
         trace_settings = _trace_settings(p, spec, settings, run_id, graders)
         writer = TraceWriter(p.tracking_uri, trace_settings, enabled=not config.no_traces)
         try:
@@ -216,6 +217,7 @@ def run(
         else:
             with mlflow.start_run(run_name=f"compare {len(p.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
+                mlflow.set_tags(tracking.user_tags(config.tag))
                 mlflow.log_params(config.loggable())
                 for spec, model in zip(p.models, models):
                     result, notes = evaluate_model(p, spec, graders, transport, model)

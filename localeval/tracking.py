@@ -112,7 +112,11 @@ def open_experiment(tracking_uri: str, name: str) -> str:
     # One process at a time creates the store (and the experiment): see `store.creating`.
     with creating(tracking_uri):
         _sqlite_wal(tracking_uri)
-        return mlflow.set_experiment(name).experiment_id
+        experiment_id = mlflow.set_experiment(name).experiment_id
+        # When another process created it between MLflow's lookup and its insert, MLflow 3.17's
+        # set_experiment returns it without making it active: the run went to "Default" (one in
+        # six with three runs at once into a new experiment on a server). By id, it is active.
+        return mlflow.set_experiment(experiment_id=experiment_id).experiment_id
 
 
 # Who runs a run, so that a run left RUNNING by a killed process can be told from a live one.
@@ -165,17 +169,30 @@ def eval_frame(dataset: Dataset, judges: Sequence[JudgeDef]) -> Any:
     return frame
 
 
+def user_tags(tags: Sequence[tuple[str, str]], nested: bool = False) -> dict[str, str]:
+    """`--tag`s for a run; a run nested under our own parent keeps its parent (MLflow's
+    `mlflow.*` tags, such as mlflow.parentRunId, go to the top run only)."""
+    return {k: v for k, v in tags if not (nested and k.startswith("mlflow."))}
+
+
 @contextmanager
-def model_run(spec: ModelSpec, params: dict[str, str], model_id: str | None) -> Iterator[str]:
+def model_run(
+    spec: ModelSpec,
+    params: dict[str, str],
+    model_id: str | None,
+    tags: Sequence[tuple[str, str]] = (),
+) -> Iterator[str]:
     """One model's MLflow run, open while its rows are answered and graded; yields its id.
 
     Marked as `mlflow.genai.evaluate` marks its runs: the `mlflow.runType` tag, the model as an
     input. MLflow's UI lists a run under "Evaluation runs" only when it has no model *output*,
     which is why the candidate is logged before the run starts (`log_candidate`).
     """
-    with mlflow.start_run(run_name=spec.id, nested=mlflow.active_run() is not None) as run:
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name=spec.id, nested=nested) as run:
         mlflow.set_tags(
             {
+                **user_tags(tags, nested),
                 RUN_TYPE_TAG: RUN_TYPE_GENAI_EVALUATE,
                 HOST_TAG: socket.gethostname(),
                 PID_TAG: str(os.getpid()),
