@@ -234,13 +234,13 @@ def format_summary(result: ModelResult, matrices: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _headline(outcome: Outcome, matrices: bool) -> list[str]:
+def _headline(outcome: Outcome, matrices: bool, notes: bool = True) -> list[str]:
     """Every model's summary, the notes, and the paired comparisons."""
     parts = [format_summary(r, matrices) for r in outcome.results]
     parts[1:] = [f"\n{p}" for p in parts[1:]]  # a blank line between models
-    if len(parts) > 1 and (outcome.notes or outcome.comparisons):
+    if len(parts) > 1 and ((notes and outcome.notes) or outcome.comparisons):
         parts.append("")
-    parts += [f"note: {note}" for note in outcome.notes]
+    parts += [f"note: {note}" for note in outcome.notes] if notes else []
     if outcome.comparisons:
         parts.append("Paired comparisons (bootstrap over rows, 95% interval):")
         parts += [f"  {paired(c).line}" for c in outcome.comparisons]
@@ -275,7 +275,10 @@ def format_outcome(outcome: Outcome, rows: str = "compact", verbose: bool = Fals
         rows: the per-row listing: compact, all, failed or none (see `format_rows`).
         verbose: also every metric of every model, sorted by name.
     """
-    parts = [format_header(outcome), "", *_headline(outcome, matrices=True)]
+    # After a listing the summary comes again, so it is on screen at the end; the notes only
+    # there (each is a paragraph).
+    again = any(r.rows for r in outcome.results) and (rows != "none" or verbose)
+    parts = [format_header(outcome), "", *_headline(outcome, matrices=True, notes=not again)]
     if len(outcome.results) > 1:
         parts.append("\nComparison (model × metric):\n" + format_comparison(outcome.results))
     for result in outcome.results:
@@ -288,7 +291,7 @@ def format_outcome(outcome: Outcome, rows: str = "compact", verbose: bool = Fals
                 f"\nAggregated metrics of {result.model.id}:\n"
                 + format_metrics(result.metrics, result.undefined)
             )
-    if any(r.rows for r in outcome.results) and (rows != "none" or verbose):
+    if again:
         parts += ["", "=== Summary", *_headline(outcome, matrices=False)]
     parts.append("\n" + format_ui_hint(outcome.tracking_uri, outcome.experiment_id))
     return "\n".join(parts)

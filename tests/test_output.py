@@ -301,3 +301,12 @@ def test_default_run_ends_with_the_headline(fake, run_args, capsys):
 def test_rows_flag_rejects_an_unknown_listing(fake, run_args, capsys):
     code, _, err = evaluate(run_args + ["--rows", "some"], capsys)
     assert code == 2 and "compact, all, failed, none" in err
+
+
+@pytest.mark.parametrize("rows", ["compact", "all", "failed", "none"])
+def test_notes_are_printed_once_in_the_last_summary(rows):
+    """A note is a paragraph: printed once, in the summary the user sees last."""
+    out = format_outcome(_outcome([_row(i) for i in range(3)]), rows=rows)
+    assert out.count("note: a note") == 1
+    last = out.rfind("=== Summary")
+    assert (out.index("note: a note") > last) if rows != "none" else last == -1
