@@ -124,7 +124,9 @@ def layouts(work: Path, rows: int) -> list[tuple[str, float, int, int, float]]:
 
     data = _data(work / "rows.csv", rows)
     start = stack.start_llm_server
-    stack.start_llm_server = lambda log_dir, env, services: start(work, env, services, True)
+    stack.start_llm_server = lambda log_dir, env, services, port=None: start(
+        work, env, services, True, port
+    )
     out = []
     try:
         for layout in LAYOUTS:
