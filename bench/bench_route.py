@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI  # noqa: E402
+from gateway_routes import two_server_routes  # noqa: E402
 
 VERDICT = "score: 4\njustification: The answer covers the main points of the target."
 
@@ -36,30 +37,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _endpoint(name: str, model: str, url: str) -> str:
-    return (
-        f"  - name: {name}\n    endpoint_type: llm/v1/chat\n    model:\n      provider: openai\n"
-        f"      name: {model}\n      config:\n        openai_api_key: $OPENAI_API_KEY\n"
-        f"        openai_api_base: {url}\n"
-    )
-
-
-def _gateway_config(path: Path, a: FakeOpenAI, b: FakeOpenAI) -> Path:
-    path.write_text(
-        "endpoints:\n"
-        + _endpoint("judge-a", "model-a", a.url)
-        + _endpoint("judge-b", "model-b", b.url)
-        + "routes:\n"
-        "  - name: chat\n    task_type: llm/v1/chat\n    destinations:\n"
-        "      - name: judge-a\n        traffic_percentage: 50\n"
-        "      - name: judge-b\n        traffic_percentage: 50\n"
-        "  - name: solo\n    task_type: llm/v1/chat\n    destinations:\n"
-        "      - name: judge-a\n        traffic_percentage: 100\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _data(path: Path, rows: int) -> Path:
@@ -89,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         FakeOpenAI(models=("model-b",), reply=VERDICT, latency_s=latency, slots=1) as b,
     ):
         work = Path(tmp)
-        config = _gateway_config(work / "gateway.yaml", a, b)
+        config = two_server_routes(work / "gateway.yaml", a.url, b.url)
         data = _data(work / "qa.csv", args.rows)
         for repeat in range(args.repeat):
             for route in ("solo", "chat"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, VERDICT, evaluate
 from fake_openai import FakeOpenAI
+from gateway_routes import two_server_routes
 
 # MLflow's traffic split picks each call's destination at random: the busier server gets more
 # than half of the rows, and the ratio is its share (of 32 rows, 23 or more in 2 runs of 100:
@@ -46,14 +47,6 @@ def _data(path: Path) -> Path:
     return path
 
 
-def _endpoint(name: str, model: str, url: str) -> str:
-    return (
-        f"  - name: {name}\n    endpoint_type: llm/v1/chat\n    model:\n      provider: openai\n"
-        f"      name: {model}\n      config:\n        openai_api_key: $OPENAI_API_KEY\n"
-        f"        openai_api_base: {url}\n"
-    )
-
-
 def _judge_phase_s(*servers: FakeOpenAI) -> float:
     """From the first verdict started to the last one done, on the servers' own clocks (the
     preflight's test calls are not among the spans)."""
@@ -74,19 +67,7 @@ def test_a_route_over_two_single_slot_servers_halves_the_judge_phase(
         FakeOpenAI(models=("model-a",), reply=VERDICT, latency_s=LATENCY_S, slots=1) as a,
         FakeOpenAI(models=("model-b",), reply=VERDICT, latency_s=LATENCY_S, slots=1) as b,
     ):
-        config = tmp_path / "gateway.yaml"
-        config.write_text(
-            "endpoints:\n"
-            + _endpoint("judge-a", "model-a", a.url)
-            + _endpoint("judge-b", "model-b", b.url)
-            + "routes:\n"
-            "  - name: chat\n    task_type: llm/v1/chat\n    destinations:\n"
-            "      - name: judge-a\n        traffic_percentage: 50\n"
-            "      - name: judge-b\n        traffic_percentage: 50\n"
-            "  - name: solo\n    task_type: llm/v1/chat\n    destinations:\n"
-            "      - name: judge-a\n        traffic_percentage: 100\n",
-            encoding="utf-8",
-        )
+        config = two_server_routes(tmp_path / "gateway.yaml", a.url, b.url)
         for route in ("solo", "chat"):
             a.spans.clear()
             b.spans.clear()
