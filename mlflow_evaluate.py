@@ -12,7 +12,6 @@ from contextlib import ExitStack
 
 from localeval.config import resolve
 from localeval.errors import (
-    EXIT_GATE_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNEXPECTED,
@@ -46,18 +45,20 @@ def _main(argv: list[str] | None) -> int:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with private_run() as run_files:
-        code = EXIT_UNEXPECTED
+        code, server_fault = EXIT_UNEXPECTED, True
         try:
-            code = _evaluate(argv)
+            code, server_fault = _evaluate(argv)
             return code
         finally:
-            # A run that failed keeps the logs of the servers we started: the first place to
-            # look. (A gate that fails is a verdict on the model, not a fault.)
-            if code not in (EXIT_OK, EXIT_GATE_FAILED) and (kept := run_files.keep_logs()):
+            # When the servers we started may be at fault (one did not start or answer, calls
+            # failed, a bug), their logs are kept: the first place to look. Not for a bad flag
+            # or data file, nor for a gate that failed (a verdict on the model, not a fault).
+            if server_fault and (kept := run_files.keep_logs()):
                 print(f"The logs of the servers we started are kept in {kept}", file=sys.stderr)
 
 
-def _evaluate(argv: list[str] | None) -> int:
+def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
+    """The exit code, and whether the servers we started may be at fault."""
     try:
         config = resolve(argv)
         # Seconds, before any server starts: MLflow would retry a dead server for minutes.
@@ -96,15 +97,15 @@ def _evaluate(argv: list[str] | None) -> int:
             )
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exc.exit_code, exc.server_fault
     except KeyboardInterrupt:
         print(
             "interrupted: servers we started were stopped; answers received so far are cached "
             "(unless --no-cache) and a re-run asks only for the rest.",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+        return EXIT_INTERRUPTED, False
+    return EXIT_OK, False
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ class EvalError(Exception):
     """A fault with a message for the user and the process exit code it maps to."""
 
     exit_code = EXIT_CANNOT_RUN
+    # Whether the servers we started may be at fault: then their logs are kept for the user.
+    server_fault = False
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -46,19 +48,26 @@ class DataError(EvalError, ValueError):
 class PreflightError(EvalError):
     """A server the run needs does not answer, or does not serve what the run asks for."""
 
+    server_fault = True
+
 
 class StackError(EvalError):
     """An embedded server could not be started."""
 
+    server_fault = True
+
 
 class ServerError(EvalError):
     """A server refused a request in a way retrying cannot fix (auth, bad request)."""
+
+    server_fault = True
 
 
 class RowsFailed(EvalError):
     """Some rows failed after retries; everything else was logged."""
 
     exit_code = EXIT_ROWS_FAILED
+    server_fault = True
 
 
 class GateFailed(EvalError):

@@ -387,3 +387,32 @@ def test_server_logs_are_kept_and_named_when_a_server_fails_to_start(tmp_path, c
     (left,) = tmpdir.iterdir()
     assert left == Path(kept.group(1)) and left.name.startswith("localeval-logs-")
     assert "no-such-provider" in (left / "MLflow AI Gateway.log").read_text()
+
+
+@pytest.mark.slow
+def test_server_logs_go_with_the_run_when_the_fault_is_the_users(tmp_path, capsys):
+    """A misspelt --fail-under metric after the gateway we started is up: exit 2 naming the
+    flag, and the servers' logs go with the run's temp folder (they say nothing about it)."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with FakeOpenAI(models=("fake-model",), reply=_reply) as fake:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n    model:\n"
+            "      provider: openai\n      name: fake-model\n      config:\n"
+            f"        openai_api_key: $OPENAI_API_KEY\n        openai_api_base: {fake.url}\n",
+            encoding="utf-8",
+        )
+        args = _args(fake, "sqlite:///" + str(tmp_path / "mlflow.db"),
+                     _data(tmp_path / "q.csv", 2), tmp_path / "cache")  # fmt: skip
+        args[args.index("--stack") + 1] = "auto"
+        args[args.index("--gateway-url") + 1] = f"http://127.0.0.1:{_free_port()}"
+        args += ["--gateway-config", str(config), "--fail-under", "answer_similarity/v1/maen=3"]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TMPDIR", str(tmpdir))
+            patch.setattr(tempfile, "tempdir", None)
+            code, out, err = evaluate(args, capsys)
+    assert code == 2, out + err
+    assert "Did you mean answer_similarity/v1/mean" in err
+    assert "kept in" not in err
+    assert list(tmpdir.iterdir()) == []
