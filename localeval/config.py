@@ -169,8 +169,9 @@ class EvalConfig:
     )  # fmt: skip
     judge_prompt_layout: str = option(
         LAYOUT_PREFIX,
-        "the order of a judge prompt's parts: prefix-v1 (MLflow's words, the fixed rubric first "
-        "and the row last: local servers reuse the common prefix) or mlflow-v1 (MLflow's order)",
+        f"the order of a judge prompt's parts: {LAYOUT_PREFIX} (MLflow's words, the fixed rubric "
+        "first and the row last: local servers reuse the common prefix) or mlflow-v1 (MLflow's "
+        "order)",
         parse=o.choice(*LAYOUTS),
     )  # fmt: skip
     judge_repeats: int = option(
