@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import mlflow
-import mlflow.langchain
 import mlflow.openai
 import pandas as pd
 from mlflow import MlflowClient
@@ -51,12 +50,12 @@ from .workspace import alive
 # How mlflow.genai.evaluate marks its runs (mlflow.utils.mlflow_tags).
 RUN_TYPE_TAG, RUN_TYPE_GENAI_EVALUATE = "mlflow.runType", "genai_evaluate"
 # Loggers whose INFO lines would bury our output (MLflow's run URLs, migrations, HTTP traces).
-_LOUD_LOGGERS = {"mlflow": logging.ERROR, "alembic": logging.WARNING, "httpx": logging.WARNING,
+_LOUD_LOGGERS = {"mlflow": logging.ERROR, "alembic": logging.WARNING, "httpx2": logging.WARNING,
                  "openai": logging.WARNING}  # fmt: skip
 # The deprecation notices the pinned versions print on every run: expected, not news.
 _EXPECTED_WARNINGS = (
-    (FutureWarning, r"mlflow|langchain"),
-    (DeprecationWarning, r"mlflow|langchain|pydantic|pkg_resources"),
+    (FutureWarning, r"mlflow"),
+    (DeprecationWarning, r"mlflow|pydantic|pkg_resources"),
 )
 
 
@@ -103,10 +102,10 @@ def _sqlite_wal(tracking_uri: str) -> None:
 
 def open_experiment(tracking_uri: str, name: str) -> str:
     """Point MLflow at the store and the experiment; returns the experiment id."""
-    # mlflow.evaluate turns on LangChain and OpenAI autolog tracing while it runs: a trace per
-    # LLM call (every prompt stored again) written from a background queue. Our own calls are
-    # made before evaluate; off, so the logged model's memo lookups make no traces either.
-    mlflow.langchain.autolog(disable=True)
+    # mlflow.evaluate turns on OpenAI autolog tracing while it runs (our client is the openai
+    # SDK): a trace per LLM call (every prompt stored again) written from a background queue.
+    # Our own calls are made before evaluate; off, so the logged model's memo lookups make no
+    # traces either. (Each row's trace is ours: `traces`.)
     mlflow.openai.autolog(disable=True)
     mlflow.set_tracking_uri(tracking_uri)
     # One process at a time creates the store (and the experiment): see `store.creating`.
