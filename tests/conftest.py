@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ def fake() -> Iterator[FakeOpenAI]:
 def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # MLflow puts artifacts in ./mlruns of the working folder: keep them out of the checkout.
     monkeypatch.chdir(tmp_path)
+    # And the temp folders it never removes (`download_artifacts` without a destination copies
+    # into a new one) out of /tmp, for this process and the ones a test starts.
+    temp = tmp_path / ".tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
 
 @pytest.fixture(scope="session")
