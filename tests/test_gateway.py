@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -124,11 +125,22 @@ def test_a_hand_started_gateway_without_lm_studio_stops_before_any_row(
     if _listening(1234):
         pytest.skip("a server listens on 1234 here (LM Studio?)")
     config = ROOT / "gateway_config.yaml"
-    with _gateway_by_hand(config, _free_port(), tmp_path / "gateway.log") as url:
+    tmpdir = tmp_path / "tmp"  # the run's temp folder, and the logs it keeps, go here
+    tmpdir.mkdir()
+    with (
+        _gateway_by_hand(config, _free_port(), tmp_path / "gateway.log") as url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("TMPDIR", str(tmpdir))
+        patch.setattr(tempfile, "tempdir", None)
         args = ["--stack", "auto", "--gateway-url", url, "--tracking-uri", tracking_uri,
                 "--cache-dir", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
         code, out, err = evaluate(args, capsys)
     assert code == 2, out + err
+    # The embedded candidate server we started did nothing wrong, but a server is at fault:
+    # its log is kept, where the message says.
+    (kept,) = tmpdir.iterdir()
+    assert f"The logs of the servers we started are kept in {kept}" in err
     assert (
         "note: the candidate is the embedded gemma-3-270m (nothing answers at "
         f"http://localhost:1234/v1), judged through the gateway already running at {url}, "
