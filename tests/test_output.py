@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import evaluate
+from typed_rows import graded_row
 
 from localeval import progress as progress_module
 from localeval.config import build_parser
@@ -16,22 +17,15 @@ from localeval.pool import map_ordered
 from localeval.present import paired, shorten
 from localeval.report import COMPACT_ROWS, CUT, format_outcome
 from localeval.types import (
-    CANDIDATE_FAILED,
     PARSE_FAILURE,
-    Answer,
-    Call,
     Comparison,
     Dataset,
     JudgeInfo,
-    Judgement,
     ModelResult,
     ModelSpec,
     Outcome,
     PairedComparison,
     RowResult,
-    Sample,
-    Score,
-    Verdict,
 )
 
 KEY = "answer_similarity/v1"
@@ -43,17 +37,9 @@ def _row(index: int, *, score: float | None = 4, error: str | None = None, why: 
          answer: str = "A tool.") -> RowResult:  # fmt: skip
     """Row `index` graded by answer_similarity/v1; `error` fails it, `score=None` leaves it
     unscored (a parse failure whose raw reply is `why`)."""
-    if error is not None:
-        reply = Answer(None, error, Call(0.0, 0.5))
-        verdict = Verdict(
-            "chat", 0, Score(None, "the candidate produced no answer", CANDIDATE_FAILED)
-        )
-    else:
-        reply = Answer(answer, None, Call(0.0, 0.5, prompt_tokens=10, completion_tokens=3))
-        reason = None if score is not None else PARSE_FAILURE
-        verdict = Verdict("chat", 0, Score(score, why, reason), Call(0.0, 0.1))
-    sample = Sample(str(index), f"Question {index + 1}?", "Target.")
-    return RowResult(index, sample, reply, {KEY: Judgement((verdict,))})
+    question = f"Question {index + 1}?"
+    return graded_row(index, inputs=question, target="Target.", answer=answer, error=error,
+                      score=score, justification=why, reason=PARSE_FAILURE)  # fmt: skip
 
 
 def _outcome(rows: list[RowResult], model: str = "m", **result_fields) -> Outcome:

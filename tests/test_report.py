@@ -14,19 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import evaluate
 from fake_openai import FakeOpenAI, Fault
+from typed_rows import graded_row
 
 from localeval.types import (
-    CANDIDATE_FAILED,
-    Answer,
-    Call,
     JudgeInfo,
-    Judgement,
     ModelResult,
     ModelSpec,
     RowResult,
-    Sample,
-    Score,
-    Verdict,
 )
 
 PAYLOAD = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">&amp;'
@@ -69,30 +63,9 @@ def _texts(page: str) -> list[str]:
     return found
 
 
-def _row(
-    *,
-    inputs: str = "What is MLflow?",
-    target: str | None = "A platform for the ML lifecycle.",
-    context: str | None = None,
-    answer: str = "A tool.",
-    error: str | None = None,
-    score: float | None = 4,
-    justification: str = "Close to the target.",
-    reason: str | None = None,
-):
+def _row(**fields) -> RowResult:
     """One typed row graded by answer_similarity/v1; an `error` makes it a failed row."""
-    if error is not None:
-        reply = Answer(None, error, Call(0.0, 0.5))
-        verdict = Verdict(
-            "chat", 0, Score(None, "the candidate produced no answer", CANDIDATE_FAILED)
-        )
-    else:
-        reply = Answer(answer, None, Call(0.0, 0.5, prompt_tokens=10, completion_tokens=3))
-        verdict = Verdict(
-            "chat", 0, Score(score, justification, None if score is not None else reason)
-        )
-    sample = Sample("0", inputs, target, context)
-    return RowResult(0, sample, reply, {"answer_similarity/v1": Judgement((verdict,))})
+    return graded_row(0, **fields)
 
 
 def _result(rows: list, model: str = "m", metrics: dict | None = None):
