@@ -5,14 +5,7 @@ Needs Debian's `chromium` and `chromium-driver` packages; skipped with the reaso
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import evaluate
 from fake_openai import FakeOpenAI, Fault
+from mlflow_servers import mlflow_server as run_mlflow_server
 
 PAYLOAD = (
     "<script>window.__pwned = 1; document.title = 'pwned'</script>"
@@ -163,54 +157,11 @@ def test_report_table_charts_and_escaping_in_chromium(
     assert _column(browser, "model") == ["fake-model-b", "fake-model-b"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tracking_uri: str, tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on the test's tracking store, on loopback, stopped with its whole group."""
-    from localeval.servers import telemetry_off
-
-    port = _free_port()
-    log = tmp_path / "mlflow-server.log"
-    argv = [str(Path(sys.executable).with_name("mlflow")), "server",
-            "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=telemetry_off(dict(os.environ)),
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with run_mlflow_server(tracking_uri, tmp_path / "mlflow-server.log") as url:
         yield url
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.mark.slow

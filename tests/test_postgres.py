@@ -15,12 +15,10 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +26,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, scripted
 from fake_openai import FakeOpenAI
+from mlflow_servers import free_port, stop_group
+from mlflow_servers import mlflow_server as mlflow_server_on
 
 pytestmark = pytest.mark.slow
 
 ROWS = 10
 VERDICT = "score: 4\njustification: ok"
 METRIC = "answer_similarity/v1/mean"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pg_bin() -> Path | None:
@@ -90,7 +84,7 @@ def postgres() -> Iterator[Postgres]:
     # cannot enter. mkdtemp's folder is 0700 too, and is given to that user.
     base = Path(tempfile.mkdtemp(prefix="localeval-pg-"))
     data, log = base / "data", base / "postgres.log"
-    cluster = Postgres(port=_free_port(), password=secrets.token_hex(16))
+    cluster = Postgres(port=free_port(), password=secrets.token_hex(16))
     (base / "pwfile").write_text(cluster.password + "\n")
     if owner is not None:
         for path in (base, base / "pwfile"):
@@ -139,60 +133,19 @@ def _stop_postgres(as_user: list[str], bin_dir: Path, data: Path) -> None:
         os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group we started (SIGKILL if it lingers), then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture
 def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`mlflow server` on a new PostgreSQL database with proxied artifacts, on loopback.
 
     Yields the server's URL and its artifacts folder.
     """
-    from localeval.servers import telemetry_off
-
     backend = postgres.create_database("server")
     artifacts = tmp_path / "artifacts"
-    port = _free_port()
     log = tmp_path / "mlflow-server.log"
-    argv = [str(Path(sys.executable).with_name("mlflow")), "server",
-            "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
-            "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=telemetry_off(dict(os.environ)),
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        # A new database: the server runs MLflow's migrations before it answers.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    # A new database: the server runs MLflow's migrations before it answers.
+    with mlflow_server_on(backend, log, "--artifacts-destination", str(artifacts),
+                          "--serve-artifacts", ready_s=120) as url:  # fmt: skip
         yield url, artifacts
-    finally:
-        _stop_group(process)
 
 
 @pytest.fixture
@@ -248,7 +201,7 @@ def _wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> list[
         try:
             codes.append(process.wait(timeout=max(0.0, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
-            _stop_group(process)
+            stop_group(process)
             codes.append(None)
     return codes
 

@@ -1,0 +1,74 @@
+"""`mlflow server` as the tests start it: on loopback, in a process group of its own (its
+workers would keep the port otherwise), stopped with the whole group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group we started (SIGKILL if it lingers), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def mlflow_server(
+    backend_store_uri: str, log: Path, *options: str, ready_s: float = 90
+) -> Iterator[str]:
+    """The server on `backend_store_uri` (more `options` for `mlflow server`), its output in
+    `log`; yields its URL once `/health` answers (a new database is migrated first)."""
+    from localeval.servers import telemetry_off
+
+    port = free_port()
+    argv = [str(Path(sys.executable).with_name("mlflow")), "server",
+            "--backend-store-uri", backend_store_uri, *options,
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=telemetry_off(dict(os.environ)),
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        stop_group(process)
