@@ -119,6 +119,7 @@ def load_dataset(
     need_extra: tuple[str, ...] = (),
     needed_by: dict[str, str] | None = None,
     judges: tuple[str, ...] = (),
+    shard: tuple[int, int] | None = None,
 ) -> Dataset:
     """Read a CSV, JSON, JSONL or Parquet file into samples, or raise DataError naming the fault.
 
@@ -129,6 +130,7 @@ def load_dataset(
         needed_by: for the messages, which judges need a column ("context" -> "faithfulness").
         judges: judge names whose `human_<name>` column, if the data has one, holds a person's
             grades (`columns.labels` names other columns).
+        shard: (K, N): only part K of N of the rows (`shard_of`).
     """
     needed_by = needed_by or {}
     path = Path(path)
@@ -197,7 +199,8 @@ def load_dataset(
             )
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return Dataset(path=path, samples=tuple(samples), digest=digest)
+    dataset = Dataset(path=path, samples=tuple(samples), digest=digest)
+    return dataset if shard is None else shard_of(dataset, *shard)
 
 
 def shard_of(dataset: Dataset, part: int, parts: int) -> Dataset:

@@ -16,7 +16,7 @@ from . import stack
 from .cache import ReplyCache, cache_key
 from .candidate import candidate_settings
 from .config import EvalConfig
-from .dataset import Columns, load_dataset, shard_of
+from .dataset import Columns, load_dataset
 
 
 @dataclass
@@ -39,11 +39,10 @@ def answers_cached(config: EvalConfig, resolved: stack.Resolved) -> bool:
     folder = config.cache_dir.resolve()
     if not (folder / "replies.sqlite").exists():
         return False
-    dataset = load_dataset(
+    samples = load_dataset(
         Path(config.data), Columns(config.input_col, config.target_col, config.context_col),
-        need_target=False,
-    )  # fmt: skip
-    samples = (dataset if config.shard is None else shard_of(dataset, *config.shard)).samples
+        need_target=False, shard=config.shard,
+    ).samples  # fmt: skip
     cache = ReplyCache(folder)
     with contextlib.closing(cache):
         for spec in resolved.models:

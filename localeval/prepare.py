@@ -18,7 +18,7 @@ from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_bas
 from .cache import ReplyCache, cache_key
 from .candidate import candidate_settings
 from .config import EvalConfig
-from .dataset import Columns, load_dataset, shard_of
+from .dataset import Columns, load_dataset
 from .errors import ConfigError
 from .gate import check_names
 from .gateway import Served
@@ -61,7 +61,7 @@ def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
         answer=config.answer_col,
         labels=human_columns(config.human_col, names),
     )
-    dataset = load_dataset(
+    return load_dataset(
         config.data,
         columns,
         need_target=need_target,
@@ -69,8 +69,8 @@ def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
         need_extra=extra,
         needed_by={c: ", ".join(names) for c, names in needed.items()},
         judges=tuple(names),
+        shard=config.shard,
     )
-    return dataset if config.shard is None else shard_of(dataset, *config.shard)
 
 
 @dataclass(frozen=True)
