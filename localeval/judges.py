@@ -178,7 +178,7 @@ def _aggregations(value: Any) -> tuple[str, ...]:
     values = tuple(map(str, o.items(value)))
     unknown = sorted(set(values) - set(AGGREGATIONS))
     if unknown:
-        raise ValueError(f"unknown {unknown}")
+        raise ValueError(f"unknown {', '.join(unknown)}; known: {', '.join(AGGREGATIONS)}")
     return values
 
 

@@ -68,7 +68,10 @@ def integer(low: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError("must be a whole number")
-        number = int(str(value).strip())
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
         if low is not None and number < low:
             raise ValueError(f"must be at least {low}" if low else "must be 0 or more")
         return number
@@ -80,7 +83,10 @@ def number(low: float | None = None, high: float | None = None, above: float | N
     def parse(value: Any) -> float:
         if isinstance(value, bool):
             raise ValueError("must be a number")
-        result = float(str(value).strip())
+        try:
+            result = float(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
         if low is not None and high is not None and not low <= result <= high:
             raise ValueError(f"must be between {low:g} and {high:g}")
         if above is not None and result <= above:
@@ -168,7 +174,8 @@ def resolve(
             raw, where = flags[f.name], f"flag {flag_name(f.name)}"
             given[f.name] = flag_name(f.name)
         elif f.name in file_values:
-            raw, where = file_values[f.name], f"config file {file_path}, key {f.name}"
+            raw = file_values[f.name]
+            where = f"config file {file_path}, key {file_keys.get(f.name, f.name)}"
             given[f.name] = f"'{file_keys.get(f.name, f.name)}:' in {file_path}"
         elif spec.env and environ.get(spec.env):
             raw, where = environ[spec.env], f"environment variable {spec.env}"
@@ -180,8 +187,38 @@ def resolve(
         try:
             values[f.name] = spec.parse(items(raw) if spec.repeat else raw)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid value {raw!r} for {where}: {exc}.") from None
+            raise ConfigError(_invalid(spec, raw, where, str(exc))) from None
     return values, given
+
+
+def _invalid(spec: Spec, raw: Any, where: str, why: str) -> str:
+    """The message for a value its parser refused, naming the value as the user wrote it: of a
+    repeatable option, the one bad item (not the list the values were gathered in)."""
+    value = raw
+    if spec.repeat:
+        given = items(raw)
+        value = next((item for item in given if _refused(spec.parse, item)), given)
+    shown = repr(value) if isinstance(value, str) else _yaml_text(value)
+    if why.startswith(shown):  # the parser's rule names the value already
+        return f"Invalid value for {where}: {why}."
+    return f"Invalid value {shown} for {where}: {why}."
+
+
+def _refused(parse: Callable[[Any], Any], item: Any) -> bool:
+    try:
+        parse([item])
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+def _yaml_text(value: Any) -> str:
+    """A config file's value as YAML writes it inline (`[a, b]`, `{name: x}`, `true`)."""
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=1_000_000, sort_keys=False)
+    except yaml.YAMLError:
+        return repr(value)
+    return text.removesuffix("\n...\n").strip()
 
 
 # ---- YAML files and records ------------------------------------------------------------------

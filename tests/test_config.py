@@ -108,3 +108,107 @@ def test_bad_config_is_a_config_error(tmp_path: Path, args, content, needle):
     with pytest.raises(ConfigError, match=None) as err:
         resolve(args, environ={})
     assert needle in str(err.value)
+
+
+# ---- a fault on the command line: one paragraph, exit 2, no usage block ----------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--max-tokns", "5"],
+            "unknown option --max-tokns; did you mean --max-tokens? ('--help' lists every option)",
+            id="misspelt",
+        ),
+        pytest.param(
+            ["--max-tokns=5"],
+            "unknown option --max-tokns; did you mean --max-tokens? ('--help' lists every option)",
+            id="misspelt_with_value",
+        ),
+        pytest.param(
+            ["--max-tokns", "5", "--temprature=1", "--frobnicate"],
+            "unknown options --max-tokns (did you mean --max-tokens?), --temprature (did you mean "
+            "--temperature?), --frobnicate ('--help' lists every option)",
+            id="several",
+        ),
+        pytest.param(["--models", "a"], "did you mean --model?", id="config_file_alias"),
+        pytest.param(
+            ["--max-tokens"],
+            "option --max-tokens needs a value (--max-tokens N)",
+            id="missing_value",
+        ),
+        pytest.param(
+            ["--quiet=yes"], "option --quiet is a switch and takes no value", id="value_to_switch"
+        ),
+        pytest.param(
+            ["--no"], "ambiguous option --no: it could be --no-cache or --no-traces", id="ambiguous"
+        ),
+        pytest.param(
+            ["--model", "a", "b"],
+            "unexpected argument b: every value follows its option",
+            id="stray_value",
+        ),
+    ],
+)
+def test_command_line_fault_is_one_paragraph_without_usage(capsys, args, message):
+    from conftest import evaluate
+
+    code, out, err = evaluate(args, capsys)
+    assert code == 2, out + err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "usage:" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "content", "message"),
+    [
+        pytest.param(
+            ["--fail-under", "answer_similarity/v1/mean=abc"],
+            None,
+            "Invalid value for flag --fail-under: 'answer_similarity/v1/mean=abc' is not "
+            "METRIC=VALUE with a number.",
+            id="gate",
+        ),
+        pytest.param(
+            ["--fail-under", "answer_similarity/v1/mean=3", "--fail-under", "p90"],
+            None,
+            "Invalid value for flag --fail-under: 'p90' is not METRIC=VALUE.",
+            id="second_gate",
+        ),
+        pytest.param(
+            ["--tag", "job=a,nightly"],
+            None,
+            "Invalid value for flag --tag: 'nightly' is not KEY=VALUE.",
+            id="tag",
+        ),
+        pytest.param(
+            ["--max-tokens", "many"],
+            None,
+            "Invalid value 'many' for flag --max-tokens: must be a whole number.",
+            id="integer",
+        ),
+        pytest.param(
+            ["--temperature", "warm"],
+            None,
+            "Invalid value 'warm' for flag --temperature: must be a number.",
+            id="number",
+        ),
+        pytest.param(
+            [],
+            "judges:\n  - answer_similarity\n  - name: x\n    colour: 1\n",
+            "Invalid value {name: x, colour: 1} for config file ",
+            id="file_judge",
+        ),
+        pytest.param([], "tags: {job: a}\n", "key tags: must be a single value", id="file_tags"),
+    ],
+)
+def test_bad_value_names_the_one_item_as_written(tmp_path: Path, args, content, message):
+    if content is not None:
+        cfg = tmp_path / "eval.yaml"
+        cfg.write_text(content, "utf-8")
+        args = ["--config", str(cfg), *args]
+    with pytest.raises(ConfigError) as err:
+        resolve(args, environ={})
+    assert message in str(err.value)
+    assert "['" not in str(err.value) and "{'" not in str(err.value)  # no Python repr

@@ -270,3 +270,75 @@ def test_misspelt_fail_under_metric_is_refused_before_any_call(fake, run_args, c
     assert code == 2, out + err
     assert fake.requests == []
     assert hint in err and "Traceback" not in err
+
+
+def _hint(argv: list[str], metric: str, dataset=None) -> str:
+    """The --fail-under typo message for `metric` in a run of `argv`, before any call."""
+    from localeval.config import resolve
+    from localeval.errors import ConfigError
+    from localeval.gate import check_names
+    from localeval.judges import resolve_judges
+    from localeval.types import Threshold
+
+    config = resolve(argv, environ={})
+    with pytest.raises(ConfigError) as err:
+        check_names([Threshold(metric, 1)], resolve_judges(config), config.judge_repeats, dataset)
+    return str(err.value)
+
+
+def _dataset(labels: dict[str, float]):
+    from localeval.types import Dataset, Sample
+
+    sample = Sample("1", "What is MLflow?", "A platform.", labels=labels)
+    return Dataset(Path("q.csv"), (sample,), "digest")
+
+
+@pytest.mark.parametrize(
+    ("argv", "metric", "offered", "not_offered"),
+    [
+        pytest.param([], "answer_similarity/v1/mean_sprad", None, "spread",
+                     id="no_spread_without_repeats"),
+        pytest.param(["--judge-repeats", "3"], "answer_similarity/v1/mean_sprad",
+                     "answer_similarity/v1/mean_spread", None, id="spread_with_repeats"),
+        pytest.param([], "answer_similarity/v1/self_consistensy", None,
+                     "self_consistency", id="no_consistency_without_repeats"),
+        pytest.param([], "answer_similarity/v1/agreement_kapa", None, "agreement",
+                     id="no_agreement_with_one_endpoint"),
+        pytest.param(["--judge", "answer_similarity@chat+chat2"],
+                     "answer_similarity/v1/agreement_kapa", "answer_similarity/v1/agreement_kappa",
+                     "agreement_alpha", id="kappa_with_two_endpoints"),
+        pytest.param(["--judge", "answer_similarity@a+b+c"], "answer_similarity/v1/agreement_alph",
+                     "answer_similarity/v1/agreement_alpha", "agreement_kappa",
+                     id="alpha_with_three_endpoints"),
+        pytest.param([], "answer_similarity/v1/human_kapa", None, "human_", id="no_human_labels"),
+    ],
+)  # fmt: skip
+def test_fail_under_hint_offers_only_what_this_run_logs(argv, metric, offered, not_offered):
+    message = _hint(argv, metric, _dataset({}))
+    if offered is not None:
+        assert f"Did you mean {offered}" in message, message
+    if not_offered is not None:
+        assert not_offered not in message.partition("Did you mean")[2].partition("?")[0]
+
+
+def test_fail_under_hint_offers_human_agreement_when_a_person_graded_rows():
+    message = _hint([], "answer_similarity/v1/human_kapa", _dataset({"answer_similarity": 4}))
+    assert "Did you mean answer_similarity/v1/human_kappa" in message
+
+
+def test_fail_under_accepts_a_custom_judge_aggregation(tmp_path):
+    """A custom judge's `aggregations: [mean, min]` logs `.../min`: a gate on it is taken, and
+    `variance`, which it does not log, is not offered."""
+    from localeval.config import resolve
+    from localeval.gate import check_names
+    from localeval.judges import resolve_judges
+    from localeval.types import Threshold
+
+    text = (ROOT / "examples" / "judges.yaml").read_text(encoding="utf-8")
+    judges = tmp_path / "judges.yaml"
+    judges.write_text(text.replace("aggregations: [mean, variance, p90]",
+                                   "aggregations: [mean, min]", 1), encoding="utf-8")  # fmt: skip
+    config = resolve(["--judges-file", str(judges)], environ={})
+    check_names([Threshold("language_match/v1/min", 3)], resolve_judges(config))
+    message = _hint(["--judges-file", str(judges)], "language_match/v1/varianse")
+    assert "language_match/v1/variance" not in message
