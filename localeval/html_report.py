@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,17 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(fmt=present.fmt, interval=present.interval_text, zip=zip, mask=mask)
+
+
+def breakable(text: str) -> Markup:
+    """Text that may wrap after `/` and `_` (a judge's key in a table header), escaped: a
+    `<wbr>` there, so the header's column need not be as wide as the whole key."""
+    return Markup("<wbr>").join(re.split(r"(?<=[/_])(?=.)", text))
+
+
+_ENV.filters.update(
+    fmt=present.fmt, interval=present.interval_text, zip=zip, mask=mask, breakable=breakable
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def _row_view(
         cells.append(_number(call.prompt_tokens, 10))
         cells.append(_number(call.completion_tokens, 10))
     cached = present.cached_text(call)
-    cells.append(Cell("text", cached, cached))
+    cells.append(Cell("flag", cached, cached))
     return RowView(status, model, cells)
 
 

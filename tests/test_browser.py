@@ -136,6 +136,15 @@ def test_report_table_charts_and_escaping_in_chromium(
         for b in browser.find_elements(By.CSS_SELECTOR, "svg rect.bar")
     ]
     assert sum(h > 0 for h in heights) >= 4
+    # At 1400 px the page does not scroll sideways, and the row table fits its box: every
+    # column in view, none behind a scrollbar at the bottom of a long table.
+    widths = browser.execute_script(
+        "const box = document.querySelector('.rows-wrap');"
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " document.getElementById('rows').scrollWidth, box.clientWidth];"
+    )
+    assert browser.execute_script("return window.innerWidth") == 1400
+    assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
     # Sorting: ascending puts the unscored (failed) row last; a second click reverses.
     header = browser.find_element(By.XPATH, f"//th[button='{SCORE_HEADER}']")
     header.find_element(By.TAG_NAME, "button").click()

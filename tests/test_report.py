@@ -32,6 +32,7 @@ ALLOWED_TAGS = {
     "code", "ul", "li", "section", "div", "span", "table", "thead", "tbody", "tr", "th", "td",
     "button", "input", "label", "select", "option", "figure", "figcaption", "svg", "line",
     "text", "rect", "path", "script",
+    "wbr",  # the row table's headers may wrap after a judge key's / and _
 }  # fmt: skip
 
 
