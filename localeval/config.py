@@ -7,20 +7,20 @@ default. Defaults are the article's setup: LM Studio on :1234, the gateway on :5
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from . import config_values as v
 from . import options as o
+from .argv import Parser
 from .errors import EXIT_CODES_HELP, ConfigError
 from .options import option
 from .prompts import LAYOUT_PREFIX, LAYOUTS
 from .redact import mask
-from .types import CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, JudgeSpec, ModelSpec, Threshold
+from .types import CONTEXT, GROUND_TRUTH, INPUTS, JudgeSpec, ModelSpec, Threshold
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_JUDGES = (
@@ -34,85 +34,7 @@ STACKS = ("auto", "external", "embedded")
 # auto: json when the judge is the embedded Gemma 3 270M (text verdicts: 10 of 10 unscored on
 # data/sample_qa.csv; json: 0 of 10), MLflow's text format for any other judge.
 JUDGE_FORMATS = ("auto", "text", "json")
-TEMPERATURE = o.number(0, 2)
-
-
-@dataclass(frozen=True)
-class _JudgeEntry:
-    """A judge as a mapping under `judges:` in a config file."""
-
-    name: str = option(o.REQUIRED, parse=o.non_empty)
-    endpoint: str | None = option(None, parse=o.text)
-    endpoints: tuple[str, ...] = option((), parse=lambda v: tuple(map(str, o.items(v))))
-    temperature: float | None = option(None, parse=TEMPERATURE)
-    max_tokens: int | None = option(None, parse=o.integer(1))
-
-
-def _fail(key: str, what: str) -> ValueError:
-    return ValueError(f"{key}: {what}")
-
-
-def _judges(values: list[Any]) -> tuple[JudgeSpec, ...]:
-    """`NAME`, `NAME@EP`, `NAME@EP1+EP2`, or mappings (a config file's `judges:`)."""
-    out = []
-    for i, item in enumerate(values):
-        if isinstance(item, dict):
-            entry = o.record(_JudgeEntry, item, f"judges[{i}]", _fail)
-            endpoints = entry.endpoints or ((entry.endpoint,) if entry.endpoint else ())
-            out.append(JudgeSpec(entry.name, endpoints, entry.temperature, entry.max_tokens))
-        else:
-            name, _, endpoints = str(item).partition("@")
-            out.append(JudgeSpec(name.strip(), tuple(e.strip() for e in endpoints.split("+") if e)))
-    return tuple(out)
-
-
-def _thresholds(values: list[Any]) -> tuple[Threshold, ...]:
-    out = []
-    for item in values:
-        metric, sep, value = o.text(item).rpartition("=")
-        if not sep or not metric.strip():
-            raise ValueError(f"{item!r} is not METRIC=VALUE")
-        try:
-            out.append(Threshold(metric.strip(), float(value)))
-        except ValueError:
-            raise ValueError(f"{item!r} is not METRIC=VALUE with a number") from None
-    return tuple(out)
-
-
-def _tags(values: list[Any]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in values:
-        key, sep, value = o.text(item).partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{item!r} is not KEY=VALUE")
-        out.append((key.strip(), value.strip()))
-    return tuple(out)
-
-
-def _shard(value: Any) -> tuple[int, int]:
-    given = o.text(value)
-    part, sep, parts = given.partition("/")
-    rule = f"{given!r} is not K/N with 1 <= K <= N (2/4: the second of four parts)"
-    try:
-        k, n = int(part), int(parts)
-    except ValueError:
-        raise ValueError(rule) from None
-    if not sep or not 1 <= k <= n:
-        raise ValueError(rule)
-    return k, n
-
-
-def _output(value: Any) -> Path:
-    path = Path(o.text(value))
-    if path.suffix.lower() not in ROW_FORMATS:
-        raise ValueError(
-            f"must end in .jsonl (JSON Lines) or .csv, not {path.suffix or 'no extension'!r}"
-        )
-    return path
-
-
-def _strings(values: list[Any]) -> tuple[str, ...]:
-    return tuple(map(str, values))
+TEMPERATURE = v.TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -127,7 +49,7 @@ class EvalConfig:
     model: tuple[str, ...] = option(
         ("google/gemma-3-12b",),
         "candidate model id, repeatable; ID@URL gives it its own server",
-        parse=_strings, env="EVAL_MODEL", repeat=True, metavar="ID", aliases=("models",),
+        parse=v.strings, env="EVAL_MODEL", repeat=True, metavar="ID", aliases=("models",),
     )  # fmt: skip
     base_url: str = option(
         "http://localhost:1234/v1",
@@ -157,7 +79,7 @@ class EvalConfig:
         (JudgeSpec("answer_similarity", ()),),
         "judge metric, repeatable or comma-separated: " + ", ".join(BUILTIN_JUDGES)
         + "; NAME@EP routes it to gateway endpoint EP, NAME@EP1+EP2 asks several judges",
-        parse=_judges, repeat=True, metavar="NAME", aliases=("judges",),
+        parse=v.judges, repeat=True, metavar="NAME", aliases=("judges",),
     )  # fmt: skip
     judges_file: Path | None = option(
         None, "YAML file of custom judges (see examples/judges.yaml)", parse=o.path, metavar="PATH"
@@ -183,7 +105,7 @@ class EvalConfig:
         (),
         "CI gate, repeatable: exit 4 when METRIC (e.g. answer_similarity/v1/mean, or "
         ".../ci_low for the interval's lower bound) is below VALUE or missing",
-        parse=_thresholds, repeat=True, metavar="METRIC=VALUE",
+        parse=v.thresholds, repeat=True, metavar="METRIC=VALUE",
     )  # fmt: skip
     baseline: str | None = option(
         None,
@@ -219,13 +141,13 @@ class EvalConfig:
         (),
         "MLflow run tag, repeatable: tag the runs of one job (its shards, its machines) the "
         "same; mlflow.parentRunId=RUN_ID shows the run under that run in the MLflow UI",
-        parse=_tags, repeat=True, metavar="KEY=VALUE", aliases=("tags",),
+        parse=v.tags, repeat=True, metavar="KEY=VALUE", aliases=("tags",),
     )  # fmt: skip
     shard: tuple[int, int] | None = option(
         None,
         "evaluate part K of N of the data file (contiguous rows; a row's id stays its row number "
         "in the file), to split a big file over machines: each part is its own run",
-        parse=_shard, metavar="K/N",
+        parse=v.shard, metavar="K/N",
     )  # fmt: skip
     report: Path | None = option(
         None,
@@ -236,7 +158,7 @@ class EvalConfig:
         None,
         "write per-row results to PATH (.jsonl or .csv) and the aggregates beside it as "
         "NAME.aggregates.json",
-        parse=_output, metavar="PATH",
+        parse=v.output, metavar="PATH",
     )  # fmt: skip
     stack: str = option(
         "auto",
@@ -294,7 +216,7 @@ class EvalConfig:
         (),
         "a person's grades for some rows (empty cells: unlabelled), repeatable; JUDGE=COL for "
         "one judge, COL alone with one judge; a column human_<judge> is read without this",
-        parse=_strings, repeat=True, metavar="[JUDGE=]COL",
+        parse=v.strings, repeat=True, metavar="[JUDGE=]COL",
     )  # fmt: skip
     agreement: str | None = option(
         None,
@@ -321,7 +243,6 @@ class EvalConfig:
             out.append(ModelSpec(model_id, url or self.base_url))
         return tuple(out)
 
-    @property
     def model_given(self) -> bool:
         """False: the default id, which the embedded stack replaces with its own."""
         return "model" in self.given
@@ -358,83 +279,8 @@ class EvalConfig:
         return out
 
 
-HELP_HINT = "('--help' lists every option)"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose faults are one-paragraph ConfigErrors (exit 2, no usage block): an unknown
-    option is named with the closest known one."""
-
-    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            raise ConfigError(self._unknown(extras))
-        return parsed
-
-    def error(self, message: str) -> NoReturn:
-        """argparse's own faults (an option without its value, a value given to a switch, an
-        ambiguous abbreviation), said in one paragraph."""
-        if m := re.fullmatch(r"argument (\S+): expected one argument", message):
-            flag = m.group(1)
-            action = self._option_string_actions.get(flag)
-            metavar = getattr(action, "metavar", None) or "VALUE"
-            message = f"option {flag} needs a value ({flag} {metavar})"
-        elif m := re.fullmatch(r"argument (\S+): ignored explicit argument '(.*)'", message):
-            flag, value = m.groups()
-            message = f"option {flag} is a switch and takes no value ({flag}, not {flag}={value})"
-        elif m := re.fullmatch(r"ambiguous option: ([^=\s]+)\S* could match (.*)", message):
-            could = " or ".join(m.group(2).split(", "))
-            message = f"ambiguous option {m.group(1)}: it could be {could}; write it in full"
-        raise ConfigError(f"{message} {HELP_HINT}")
-
-    def _unknown(self, extras: list[str]) -> str:
-        """What is wrong with the arguments argparse did not take: unknown options, each with the
-        closest known one, and values no option took."""
-        known = [s for action in self._actions for s in action.option_strings]
-        unknown: list[str] = []
-        stray: list[str] = []
-        value_of_unknown = False  # the argument after `--typo` is most likely its value
-        for arg in extras:
-            if arg.startswith("-") and arg != "--" and not _is_number(arg):
-                name = arg.partition("=")[0]
-                if name not in unknown:
-                    unknown.append(name)
-                value_of_unknown = "=" not in arg
-            elif value_of_unknown:
-                value_of_unknown = False
-            else:
-                stray.append(arg)
-        parts = []
-        if unknown:
-            hints = [difflib.get_close_matches(name, known, n=1, cutoff=0.6) for name in unknown]
-            if len(unknown) == 1:
-                hint = f"; did you mean {hints[0][0]}?" if hints[0] else ""
-                parts.append(f"unknown option {unknown[0]}{hint}")
-            else:
-                named = [
-                    f"{name} (did you mean {close[0]}?)" if close else name
-                    for name, close in zip(unknown, hints)
-                ]
-                parts.append(f"unknown options {', '.join(named)}")
-        if stray:
-            parts.append(
-                f"unexpected argument{'s' if len(stray) > 1 else ''} {' '.join(stray)}: every "
-                "value follows its option (--data PATH), once per value for a repeatable one "
-                "(--model a --model b)"
-            )
-        return f"{'; '.join(parts)} {HELP_HINT}"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="mlflow_evaluate.py",
         description="Evaluate a local OpenAI-compatible LLM with LLM-as-a-judge metrics in MLflow; "
         "the judge runs behind a self-hosted MLflow AI Gateway.",
