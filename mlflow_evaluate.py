@@ -10,6 +10,7 @@ import signal
 import sys
 from contextlib import ExitStack
 
+from localeval import servers
 from localeval.config import resolve
 from localeval.errors import (
     EXIT_INTERRUPTED,
@@ -88,6 +89,15 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
             raise GateFailed(
                 f"The {' and '.join(gates)} gate failed (everything was logged first):\n  "
                 + "\n  ".join(outcome.gate_failures)
+            )
+        if dead := servers.dead():
+            failed = f" {outcome.failed_rows} row(s) failed with that reason;" * bool(
+                outcome.failed_rows
+            )
+            raise servers.died_error(
+                dead,
+                f"during the run.{failed} the run was logged, the answers received are cached "
+                "and a re-run asks only for the rest",
             )
         if outcome.failed_rows:
             raise RowsFailed(

@@ -49,9 +49,12 @@ def call_of(reply: ChatResponse, started: float) -> Call:
 class CallFailed(Exception):
     """A call that still failed after the bounded retries; the row is recorded as failed."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, server_down: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        # A failure a dead server gives (no connection, a timeout, a 5xx from the gateway in
+        # front of it): worth asking whether a server this run started has died.
+        self.server_down = server_down
 
 
 class ChatClient(Protocol):

@@ -243,6 +243,15 @@ class EvalConfig:
             out.append(ModelSpec(model_id, url or self.base_url))
         return tuple(out)
 
+    def url_given(self, model_id: str) -> str | None:
+        """How the user set this model's server URL (`--base-url`, `the URL in --model
+        ID@URL`, `$EVAL_BASE_URL`...), or None when it is the default."""
+        for item in self.model:
+            if item.partition("@")[0] == model_id and item.partition("@")[2]:
+                return f"the URL in {self.given.get('model', '--model')} {model_id}@URL"
+        return self.given.get("base_url")
+
+    @property
     def model_given(self) -> bool:
         """False: the default id, which the embedded stack replaces with its own."""
         return "model" in self.given

@@ -9,7 +9,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1  # a bug: Python prints the traceback
 EXIT_CANNOT_RUN = 2  # bad config, data or judges file; a server that does not answer
-EXIT_ROWS_FAILED = 3  # the run completed and was logged, but some rows failed after retries
+EXIT_ROWS_FAILED = 3  # some rows failed after retries (logged), or a server we started died
 EXIT_GATE_FAILED = 4  # a --fail-under or --fail-if-worse gate failed (everything was logged first)
 EXIT_INTERRUPTED = 130  # Ctrl-C: what was answered so far is kept in the cache
 
@@ -18,7 +18,8 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_UNEXPECTED}    unexpected error (a bug: please report the traceback)
   {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server
          that does not answer
-  {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table)
+  {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table);
+         or a server this run started (llama.cpp, gateway) died: the message says how
   {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met or
          --fail-if-worse found a judge worse than --baseline
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); answers received so far are cached for the next run"""
@@ -60,6 +61,14 @@ class StackError(EvalError):
 class ServerError(EvalError):
     """A server refused a request in a way retrying cannot fix (auth, bad request)."""
 
+    server_fault = True
+
+
+class ServerDied(EvalError):
+    """A server this run started exited without being asked to (crash, signal, OOM killer);
+    what was answered is kept, the rest failed with that reason."""
+
+    exit_code = EXIT_ROWS_FAILED
     server_fault = True
 
 

@@ -81,6 +81,21 @@ def undo(how: str) -> str:
     return f"drop {how}"
 
 
+def down_message(down: list[ModelSpec], options: list[str], instead: str) -> str:
+    """Candidate servers that do not answer: each with its URL and what to start there; the
+    options that set those URLs, in the user's words; `instead`, a clause, the way out."""
+    where = ", nor ".join(f"at {mask(s.base_url)} for model {s.id}" for s in down)
+    if len(down) == 1:
+        todo = start_hint(down[0].base_url, down[0].id)
+    else:
+        todo = "; ".join(f"for {s.id}, {start_hint(s.base_url, s.id)}" for s in down)
+    return (
+        f"No OpenAI-compatible server answers {where} (GET /models). "
+        f"{todo[0].upper()}{todo[1:]}; or correct {' and '.join(sorted(set(options)))}; or "
+        f"{instead}."
+    )
+
+
 def no_server_message(missing: list[ModelSpec], all_missing: bool, embedded: str, how: str) -> str:
     """Models nothing answers for, that the embedded stack cannot stand in for: each with its
     own URL and what to start there; `how` the user named the models (`EvalConfig.given`)."""

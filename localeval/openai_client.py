@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import openai
 
+from . import servers
 from .client import API_KEY_ENV, CallFailed, ChatResponse, Endpoint, Message, api_key
 from .errors import ServerError
 from .redact import mask
@@ -66,8 +67,20 @@ class OpenAIChatClient:
         }
 
     def complete(self, messages: list[Message]) -> ChatResponse:
+        # A server this run started that died fails every call at once, with its name: the
+        # retries would only spend seconds per row on a connection that cannot come back.
+        if found := servers.dead():
+            raise CallFailed(servers.died_reason(found))
         started = time.perf_counter()
         body = {**self._body, "messages": messages}
+        try:
+            return self._post(body, started)
+        except CallFailed as exc:
+            if exc.server_down and (found := servers.wait_dead(1.0)):
+                raise CallFailed(servers.died_reason(found)) from None
+            raise
+
+    def _post(self, body: dict[str, Any], started: float) -> ChatResponse:
         try:
             response = self._sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
             reply = _read(response.content)
@@ -84,15 +97,18 @@ class OpenAIChatClient:
         except openai.APIStatusError as exc:
             # 400 (e.g. a prompt longer than the context) concerns this row only: not retried.
             raise CallFailed(
-                f"HTTP {exc.status_code}{_retry_after(exc)}: {_message(exc)}"
+                f"HTTP {exc.status_code}{_retry_after(exc)}: {_message(exc)}",
+                server_down=exc.status_code >= 500,
             ) from None
         except openai.APITimeoutError:
             raise CallFailed(
-                f"timeout: no reply within {self.timeout_s:g} s ({self.max_retries + 1} attempts)"
+                f"timeout: no reply within {self.timeout_s:g} s ({self.max_retries + 1} attempts)",
+                server_down=True,
             ) from None
         except openai.APIConnectionError as exc:
             raise CallFailed(
-                f"connection error ({self.max_retries + 1} attempts): {_root_cause(exc)}"
+                f"connection error ({self.max_retries + 1} attempts): {_root_cause(exc)}",
+                server_down=True,
             ) from None
         except openai.APIError as exc:
             raise CallFailed(_message(exc)) from None

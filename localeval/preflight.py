@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from . import hints
+from . import hints, servers
 from .config import EvalConfig
 from .errors import PreflightError
 from .gateway import Served
@@ -40,17 +40,17 @@ def check(
         served: what the gateway serves (None: no gateway answers).
         call_judges: False when every verdict the run needs is cached (no judge is called).
     """
-    check_candidates(config, resolved.models)
-    check_gateway(config, resolved, judge_endpoints, served)
-    if call_judges and served is not None:
-        check_judges_answer(config, resolved, judge_endpoints, served)
-
-
-def _url_option(config: EvalConfig, spec: ModelSpec) -> str:
-    """Where the user set this model's URL, in their words."""
-    if any(item.partition("@")[2] for item in config.model if item.startswith(f"{spec.id}@")):
-        return f"the URL in {config.given.get('model', '--model')} {spec.id}@URL"
-    return config.given.get("base_url", "--base-url")
+    try:
+        check_candidates(config, resolved.models)
+        check_gateway(config, resolved, judge_endpoints, served)
+        if call_judges and served is not None:
+            check_judges_answer(config, resolved, judge_endpoints, served)
+    except PreflightError:
+        # A server this run started that died is ours to name, not one for the user to start
+        # (a crash at the first completion gives the gateway's 500 a moment before it is gone).
+        if found := servers.wait_dead(2.0):
+            raise servers.died_error(found, "before the first row") from None
+        raise
 
 
 def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
@@ -58,17 +58,13 @@ def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
     listed = {spec.base_url: list_models(spec.base_url) for spec in models}
     down = [spec for spec in models if listed[spec.base_url] is None]
     if down:
-        where = ", nor ".join(f"at {mask(s.base_url)} for model {s.id}" for s in down)
-        if len(down) == 1:
-            todo = hints.start_hint(down[0].base_url, down[0].id)
-        else:
-            todo = "; ".join(f"for {s.id}, {hints.start_hint(s.base_url, s.id)}" for s in down)
-        options = sorted({_url_option(config, s) for s in down})
+        options = [config.url_given(s.id) or "--base-url" for s in down]
         raise PreflightError(
-            f"No OpenAI-compatible server answers {where} (GET /models). "
-            f"{todo[0].upper()}{todo[1:]}; or correct {' and '.join(options)}; or run with "
-            "--stack auto or --stack embedded to use the embedded llama.cpp server."
-        )
+            hints.down_message(
+                down, options, "run with --stack auto or --stack embedded to use the embedded "
+                "llama.cpp server"
+            )
+        )  # fmt: skip
     for spec in models:
         ids = listed[spec.base_url] or []
         if spec.served_id not in ids:

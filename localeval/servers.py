@@ -7,6 +7,8 @@ gunicorn master holding the port), binds 127.0.0.1, and is stopped by whoever st
 from __future__ import annotations
 
 import base64
+import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import workspace
-from .errors import StackError
+from .errors import ServerDied, StackError
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
@@ -116,6 +118,15 @@ class Service:
     process: subprocess.Popen
     log_path: Path
     probe: Callable[[], Any] | None = None  # returns None until the service answers
+    stopping: bool = False  # we asked it to stop: its exit is no death
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def died(self) -> bool:
+        """Whether it exited without being asked to (a crash, a signal, the OOM killer)."""
+        return not self.stopping and self.process.poll() is not None
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -125,7 +136,8 @@ class Service:
 
     def stop(self, grace_s: float = 5.0) -> None:
         if self.process.poll() is not None:
-            return
+            return  # dead already: `died()` keeps saying so for the run's last message
+        self.stopping = True
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=grace_s)
@@ -147,9 +159,144 @@ def spawn(name: str, url: str, argv: list[str], env: dict[str, str], log_dir: Pa
             env=env,
             start_new_session=True,  # its own process group, so stop() reaches every child
         )
+    service = Service(name=name, url=url, process=process, log_path=log_path)
     if (run := workspace.current()) is not None:
         run.started(process.pid, argv)
-    return Service(name=name, url=url, process=process, log_path=log_path)
+        run.services.append(service)
+    return service
+
+
+def dead() -> list[Service]:
+    """The servers this run started that exited without being asked to (none outside a run).
+    Cheap (a non-blocking wait per server): asked before every call that goes out."""
+    run = workspace.current()
+    return [] if run is None else [s for s in run.services if s.died()]
+
+
+def wait_dead(seconds: float) -> list[Service]:
+    """`dead()`, waiting up to `seconds` for a server to finish dying: a call can fail (reset
+    connection, the gateway's 500) a moment before the crashed process is gone."""
+    run = workspace.current()
+    if run is None or not run.services:
+        return []
+    deadline = time.monotonic() + seconds
+    while not (found := dead()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def how_it_ended(service: Service) -> str:
+    """'killed by signal SIGSEGV (a crash)', 'exited with code 1', for a process that ended."""
+    code = service.process.returncode
+    if code is None:
+        return "is still running"
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = {
+        "SIGSEGV": "a crash",
+        "SIGBUS": "a crash",
+        "SIGILL": "an instruction this CPU does not have",
+        "SIGABRT": "it aborted",
+        "SIGFPE": "a crash",
+        "SIGKILL": "often the kernel's out-of-memory killer: see 'dmesg'",
+        "SIGTERM": "stopped by someone else",
+        "SIGINT": "interrupted",
+    }.get(name)
+    return f"was killed by signal {name}" + (f" ({why})" if why else "")
+
+
+AMX_KERNEL = b"ggml_backend_amx_mul_mat"  # exported by ggml's AMX path, which crashes
+
+
+def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        with cpuinfo.open(encoding="ascii", errors="replace") as info:
+            return any(line.startswith("flags") and " amx_int8" in line for line in info)
+    except OSError:
+        return False
+
+
+def _llama_cpp_folders() -> list[Path]:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(folder) for folder in spec.submodule_search_locations]
+
+
+def ggml_amx_libraries(folders: list[Path] | None = None) -> list[Path]:
+    """The ggml libraries of the installed llama-cpp-python (of `folders`, the package's
+    folders) that carry ggml's AMX kernels."""
+    found = []
+    for folder in _llama_cpp_folders() if folders is None else folders:
+        for lib in sorted((folder / "lib").glob("libggml*.so*")):
+            with contextlib.suppress(OSError):
+                if AMX_KERNEL in lib.read_bytes():
+                    found.append(lib)
+    return found
+
+
+def amx_build_problem(
+    cpuinfo: Path = Path("/proc/cpuinfo"), folders: list[Path] | None = None
+) -> str | None:
+    """Why the embedded server will crash here, when it will: on a CPU with AMX, a native build
+    of ggml carries AMX kernels that die at their first matrix product (GPF at ldtilecfg in
+    ggml_backend_amx_mul_mat). The project's .env builds without them."""
+    if not cpu_has_amx(cpuinfo) or not (libs := ggml_amx_libraries(folders)):
+        return None
+    return (
+        f"This CPU has AMX, and the installed llama-cpp-python was built with ggml's AMX kernels "
+        f"({libs[0].name}), which crash on the first completion. Rebuild it with the project's "
+        "flags (pipenv reads CMAKE_ARGS from .env): PIP_NO_CACHE_DIR=1 pipenv run pip install "
+        "--force-reinstall --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36"
+    )
+
+
+def _advice(service: Service) -> str:
+    """What to try, for a server of ours that died (never: start a server the user has not)."""
+    code = service.process.returncode or 0
+    if service.name.startswith("llama.cpp") and code < 0 and -code != signal.SIGKILL:
+        if (amx := amx_build_problem()) is not None:
+            return amx
+        return (
+            "If it happens again at the same point, rebuild llama-cpp-python for this machine "
+            "(PIP_NO_CACHE_DIR=1 pipenv run pip install --force-reinstall --no-deps "
+            "--no-binary llama-cpp-python llama-cpp-python==0.3.36; pipenv reads the build "
+            "flags from .env), or evaluate with your own server (--stack external, --base-url)"
+        )
+    if code == -signal.SIGKILL:
+        return (
+            "If the kernel killed it for memory ('dmesg' says 'Out of memory'), free memory or "
+            "lower --concurrency, then re-run"
+        )
+    if code > 0:
+        return "Its last log lines say why (a config it refused, a port in use...)"
+    return "Re-run the same command; if it happens again, its log says why"
+
+
+def died_error(services: list[Service], when: str) -> ServerDied:
+    """The run's error for servers of ours that died: which (pid, URL), how they ended, their
+    last log lines and where the log is kept, and what to try."""
+    run = workspace.current()
+    parts = []
+    for s in services:
+        log = run.kept_path(s.log_path) if run is not None else s.log_path
+        tail = "\n".join(f"  | {line}" for line in s.log_tail(8).splitlines())
+        parts.append(
+            f"The {s.name} this run started (pid {s.pid}, at {s.url}) {how_it_ended(s)} {when}. "
+            f"{_advice(s)}. Its log is {log}; its last lines:\n{tail}"
+        )
+    return ServerDied("\n".join(parts))
+
+
+def died_reason(services: list[Service]) -> str:
+    """A row's failure reason when a server we started is dead: short, names it."""
+    return "; ".join(
+        f"the {s.name} this run started (pid {s.pid}) {how_it_ended(s)}" for s in services
+    )
 
 
 def wait_ready(service: Service, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -157,11 +304,11 @@ def wait_ready(service: Service, timeout_s: float = READY_TIMEOUT_S) -> None:
     probe = service.probe or (lambda: None)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise StackError(
-                f"The {service.name} we started exited with status {service.process.returncode} "
-                f"before it was ready. Its last log lines:\n{service.log_tail()}"
-            )
+        if service.died():
+            error = died_error([service], "before it was ready")
+            if (service.process.returncode or 0) > 0:  # it refused to start, e.g. a bad config
+                raise StackError(str(error))
+            raise error  # a crash or a signal: exit 3, a server of ours died
         if probe() is not None:
             return
         time.sleep(0.2)

@@ -28,6 +28,7 @@ from .redact import mask
 from .servers import (
     LOOPBACK,
     Service,
+    amx_build_problem,
     free_port,
     list_gateway_endpoints,
     list_models,
@@ -89,6 +90,8 @@ def start_llm_server(
     port: int | None = None,
 ) -> Service:
     """Spawn llama-cpp-python's server on a loopback port; `wait_ready` waits for it."""
+    if (problem := amx_build_problem()) is not None:  # it would die on its first completion
+        raise StackError(f"{problem}; or evaluate with your own server (--stack external).")
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}/v1"
     argv = [
@@ -254,6 +257,18 @@ def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True)
                     how,
                 )
             )
+        # The embedded fallback is for a user who named no server: a URL the user gave that does
+        # not answer is a mistake to report, never a reason to grade another model.
+        named = [m for m in missing if config.url_given(m.id)]
+        if config.stack == "auto" and named:
+            options = [config.url_given(m.id) or "--base-url" for m in named]
+            instead = " and ".join(sorted({hints.undo(o) for o in options}))
+            raise PreflightError(
+                hints.down_message(
+                    named, options, f"{instead} to evaluate the embedded "
+                    f"{EMBEDDED_MODEL_ID} instead"
+                )
+            )  # fmt: skip
         llm_url = f"http://{LOOPBACK}:{free_port()}/v1"
         models = tuple(
             m if answering[m.base_url] else embedded_model(m.id, llm_url) for m in models

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 RUN_PREFIX = "localeval-run-"
 LOGS_PREFIX = "localeval-logs-"
@@ -38,12 +39,24 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._logs: Path | None = None
+        # The servers this run started (`servers.Service`), watched for an exit we did not ask
+        # for: a crash of ours must be named as such, not taken for a server the user runs.
+        self.services: list[Any] = []
+        # Where `keep_logs` will move the logs, fixed now so that a message can name the path.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.kept_logs = root.parent / f"{LOGS_PREFIX}{stamp}-{os.getpid()}"
 
     def logs(self) -> Path:
         if self._logs is None:
             self._logs = self.root / "logs"
             self._logs.mkdir(exist_ok=True)
         return self._logs
+
+    def kept_path(self, path: Path) -> Path:
+        """Where a file of the logs folder will be once the logs are kept (see `keep_logs`)."""
+        if self._logs is not None and path.is_relative_to(self._logs):
+            return self.kept_logs / path.relative_to(self._logs)
+        return path
 
     def started(self, pid: int, argv: list[str]) -> None:
         """Note a server we started (a process group leader), for `remove_stale`."""
@@ -55,8 +68,7 @@ class Workspace:
         or None when no server was started."""
         if self._logs is None or not any(self._logs.iterdir()):
             return None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = self.root.parent / f"{LOGS_PREFIX}{stamp}-{os.getpid()}"
+        kept = self.kept_logs
         shutil.move(str(self._logs), kept)
         self._logs = None
         return kept
