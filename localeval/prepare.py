@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import gateway, preflight, stack, tracking
@@ -27,6 +27,9 @@ from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .launch import Launch
 from .store import default_tracking_uri
 from .types import Dataset, ModelSpec
+
+# The candidate's server of a run answered wholly from the cache (no server started).
+FROM_CACHE = "embedded llama.cpp server (not started: every answer from the cache)"
 
 
 def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -96,8 +99,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     in the cache.
     """
     judges = resolve_judges(config)
-    check_names(config.fail_under, [d.key for d in judges])  # before any call
     dataset = load_data(config, judges)
+    check_names(config.fail_under, judges, config.judge_repeats, dataset)  # before any call
     endpoints = {e for d in judges for e in d.endpoints}
     from_data = config.answer_col is not None
     resolved = launch.resolved
@@ -155,6 +158,11 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     if resolved.to_start and starting is None:
         if cached:
             notes.append("every reply this run needs is in the cache: no server was started")
+            # The embedded server's URL was only planned: say where the answers came from.
+            models = tuple(
+                replace(m, base_url=FROM_CACHE) if m.base_url == resolved.llm_url else m
+                for m in models
+            )
         else:
             starting = stack.start(resolved, config, services)
     if starting is not None:

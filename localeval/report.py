@@ -222,8 +222,14 @@ def format_summary(result: ModelResult, matrices: bool = False) -> str:
         lines += _trust_lines(result)
         lines.append(_failed_line(result))
         speed = number(result.metrics.get("candidate/tokens_per_s"))
+        cached = int(number(result.metrics.get("candidate/cached_answers")) or 0)
+        from_cache = f"{cached} answer(s) from the cache, timed when first asked"
         if speed is not None:
-            lines.append(f"  candidate: {fmt(speed, 3)} tokens/s")
+            lines.append(
+                f"  candidate: {fmt(speed, 3)} tokens/s" + (f" ({from_cache})" if cached else "")
+            )
+        elif cached:
+            lines.append(f"  candidate: {from_cache}: no speed measured in this run")
     for key, agreement in result.human.items():
         lines.append(f"  {human_summary(key, agreement)}")
         if matrices:

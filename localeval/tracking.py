@@ -322,7 +322,11 @@ def _run_metrics(rows: Sequence[RowResult]) -> dict[str, float]:
         "candidate/failed_rows": float(sum(r.answer.failed for r in rows)),
         "failed_rows": float(sum(r.failed for r in rows)),  # a row fails if any of its calls did
     }
-    latency = sum(c.latency_s for c in calls)
-    if latency > 0:  # the server's generation speed over the rows it answered
-        out["candidate/tokens_per_s"] = sum(c.completion_tokens or 0 for c in calls) / latency
+    # The server's generation speed over the rows it answered now: a cached reply's timing is
+    # that of the run that first asked, which may have been another server or another day.
+    fresh = [c for c in calls if not c.cached]
+    out["candidate/cached_answers"] = float(len(calls) - len(fresh))
+    latency = sum(c.latency_s for c in fresh)
+    if latency > 0:
+        out["candidate/tokens_per_s"] = sum(c.completion_tokens or 0 for c in fresh) / latency
     return out

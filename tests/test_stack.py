@@ -79,7 +79,8 @@ def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
     from localeval.stack import plan
 
     closed = f"http://127.0.0.1:{_closed_port()}"
-    config = resolve(["--model", "gemma-3-270m,gemma-3-270m-terse", "--base-url", closed + "/v1",
+    # --stack embedded: under auto, a --base-url that does not answer is reported, not replaced.
+    config = resolve(["--model", "gemma-3-270m,gemma-3-270m-terse", "--stack", "embedded",
                       "--gateway-url", closed, "--temperature", "0.7"])  # fmt: skip
     resolved = plan(config, {"chat"})
     a, b = resolved.models
@@ -148,6 +149,15 @@ def test_embedded_stack_end_to_end_then_rerun_from_the_cache(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM replies").fetchone()[0] == count
     assert _answers(result.stdout) == _answers(second.stdout)
+    # The second run started no server: it says where its answers came from, and claims no speed.
+    assert not [line for line in second.stdout.splitlines() if line.startswith("started ")]
+    rerun = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert rerun.info.run_id != run.info.run_id
+    assert rerun.data.params["base_url"].startswith("embedded llama.cpp server (not started")
+    assert run.data.params["base_url"].startswith("http://127.0.0.1:")
+    assert rerun.data.metrics["candidate/cached_answers"] == 2
+    assert "candidate/tokens_per_s" not in rerun.data.metrics
+    assert run.data.metrics["candidate/tokens_per_s"] > 0
 
 
 @pytest.mark.slow
