@@ -90,14 +90,21 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_the_embedded_server_killed_while_it_loads_is_named_as_ours(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "how", "advice"),
+    [
+        (signal.SIGKILL, "SIGKILL (often the kernel's out-of-memory killer", "Out of memory"),
+        (signal.SIGSEGV, "SIGSEGV (a crash)", "rebuild llama-cpp-python"),
+    ],
+)
+def test_the_embedded_server_killed_while_it_loads_is_named_as_ours(tmp_path, sig, how, advice):
     run = _start(["--stack", "embedded", "--quiet"], tmp_path)
     pid = _llama_server_of(run)
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 3, err
     assert f"The llama.cpp server this run started (pid {pid}, at http://127.0.0.1:" in err
-    assert "was killed by signal SIGKILL" in err and "Out of memory" in err
+    assert f"was killed by signal {how}" in err and advice in err
     assert "LM Studio" not in err and "Traceback" not in err
     (kept,) = [line for line in err.splitlines() if line.startswith("The logs of the servers")]
     log = Path(kept.rpartition(" in ")[2]) / "llama.cpp server.log"
