@@ -10,8 +10,8 @@ import signal
 import sys
 from contextlib import ExitStack
 
-from localeval import servers
-from localeval.config import resolve
+from localeval import workspace
+from localeval.config.settings import resolve
 from localeval.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -20,8 +20,9 @@ from localeval.errors import (
     GateFailed,
     RowsFailed,
 )
-from localeval.store import default_tracking_uri
-from localeval.store import preflight as preflight_store
+from localeval.serving import servers
+from localeval.tracking.store import default_tracking_uri
+from localeval.tracking.store import preflight as preflight_store
 from localeval.workspace import private_run
 
 
@@ -68,14 +69,14 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
             launch = None
             if config.agreement is None:
                 # Before MLflow's import (seconds): the servers a run needs boot meanwhile.
-                from localeval.launch import early
+                from localeval.serving.launch import early
 
                 launch = early(config, services)
             # Imported after the flags are read: --help must not pay for MLflow's import.
-            from localeval.feedback import agreement_run
-            from localeval.publish import publish
+            from localeval.output.publish import publish
             from localeval.runner import run
-            from localeval.tracking import quiet_mlflow
+            from localeval.tracking.feedback import agreement_run
+            from localeval.tracking.mlflow_run import quiet_mlflow
 
             with quiet_mlflow():
                 if config.agreement is not None:
@@ -90,7 +91,7 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
                 f"The {' and '.join(gates)} gate failed (everything was logged first):\n  "
                 + "\n  ".join(outcome.gate_failures)
             )
-        if dead := servers.dead():
+        if dead := workspace.dead():
             failed = f" {outcome.failed_rows} row(s) failed with that reason;" * bool(
                 outcome.failed_rows
             )

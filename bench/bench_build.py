@@ -33,7 +33,7 @@ def main() -> None:
 
     import llama_cpp
 
-    from localeval import servers, stack
+    from localeval.serving import servers, stack
 
     folder = Path(llama_cpp.__file__).parent
     print(f"llama_cpp {llama_cpp.__version__} from {folder}")

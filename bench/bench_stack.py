@@ -119,7 +119,7 @@ def layouts(work: Path, rows: int) -> list[tuple[str, float, int, int, float]]:
     grammar, two-sentence answers), with its llama.cpp server made verbose and its logs kept
     here: a bench may reach inside, the tool's own runs never log per request.
     """
-    from localeval import stack
+    from localeval.serving import stack
     from mlflow_evaluate import main
 
     data = _data(work / "rows.csv", rows)

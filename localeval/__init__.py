@@ -6,12 +6,12 @@ tracking (the MLflow run) → report, html_report, export. `types` holds what th
 candidate and the judges call a model.
 """
 
-from .config import EvalConfig, resolve
+from .config.settings import EvalConfig, resolve
 from .dataset import Columns, load_dataset
 from .errors import EvalError
+from .judging.verdict import parse_json_verdict, parse_verdict
 from .stats import bootstrap_ci, cohen_kappa_quadratic, krippendorff_alpha, paired_bootstrap
 from .types import Dataset, JudgeSpec, ModelSpec, RowResult, Sample, Score
-from .verdict import parse_json_verdict, parse_verdict
 
 __all__ = [
     "Columns",

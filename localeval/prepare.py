@@ -13,19 +13,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import gateway, preflight, stack, tracking
-from .baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
-from .cache import ReplyCache, cache_key
-from .candidate import candidate_settings
-from .config import EvalConfig
+from .calls.cache import ReplyCache, cache_key
+from .candidate.settings import candidate_settings
+from .config.settings import EvalConfig
 from .dataset import Columns, load_dataset
 from .errors import ConfigError
-from .gate import check_names
-from .gateway import Served
-from .grading import Grader, GradingOptions, prompt_version
-from .judges import JudgeDef, judge_roles, needed_columns, resolve_judges
-from .launch import Launch
-from .store import default_tracking_uri
+from .judging.gate import check_names
+from .judging.grading import Grader, GradingOptions, prompt_version
+from .judging.judges import JudgeDef, judge_roles, needed_columns, resolve_judges
+from .serving import gateway, preflight, stack
+from .serving.gateway import Served
+from .serving.launch import Launch
+from .tracking import mlflow_run as tracking
+from .tracking.baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
+from .tracking.store import default_tracking_uri
 from .types import Dataset, ModelSpec
 
 # The candidate's server of a run answered wholly from the cache (no server started).

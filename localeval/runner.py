@@ -11,21 +11,22 @@ from typing import Any
 
 import mlflow
 
-from . import stats, tracking
-from .baseline import compare_with
-from .baseline import metrics as baseline_metrics
-from .candidate import CandidateSettings, answer_all, candidate_settings
-from .client import Runtime
-from .config import EvalConfig
-from .gate import check_gate
-from .grading import Grader
-from .judges import JudgeDef
-from .launch import Launch, early
+from . import stats
+from .calls.client import Runtime
+from .calls.transport import Transport, activate
+from .candidate.model import log_candidate
+from .candidate.settings import CandidateSettings, answer_all, candidate_settings
+from .config.settings import EvalConfig
+from .judging.gate import check_gate
+from .judging.grading import Grader
+from .judging.judges import JudgeDef
 from .prepare import Prepared, prepare
-from .pyfunc_model import log_candidate
 from .redact import mask
-from .traces import TraceSettings, TraceWriter
-from .transport import Transport, activate
+from .serving.launch import Launch, early
+from .tracking import mlflow_run as tracking
+from .tracking.baseline import compare_with
+from .tracking.baseline import metrics as baseline_metrics
+from .tracking.traces import TraceSettings, TraceWriter
 from .types import (
     Answer,
     Comparison,

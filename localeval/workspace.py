@@ -163,3 +163,55 @@ def private_run() -> Iterator[Workspace]:
             os.environ["TMPDIR"] = tmpdir
         shutil.rmtree(root, ignore_errors=True)
         os.umask(saved_umask)
+
+
+# The servers this run started (serving.servers.Service), and which of them died: asked by the
+# chat client before every call, so it lives here, below the calls and the serving stage.
+def dead() -> list[Any]:
+    """The servers this run started that exited without being asked to (none outside a run).
+    Cheap (a non-blocking wait per server): asked before every call that goes out."""
+    run = current()
+    return [] if run is None else [s for s in run.services if s.died()]
+
+
+def wait_dead(seconds: float) -> list[Any]:
+    """`dead()`, waiting up to `seconds` for a server to finish dying: a call can fail (reset
+    connection, the gateway's 500) a moment before the crashed process is gone."""
+    run = current()
+    if run is None or not run.services:
+        return []
+    deadline = time.monotonic() + seconds
+    while not (found := dead()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def how_it_ended(service: Any) -> str:
+    """'killed by signal SIGSEGV (a crash)', 'exited with code 1', for a process that ended."""
+    code = service.process.returncode
+    if code is None:
+        return "is still running"
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = {
+        "SIGSEGV": "a crash",
+        "SIGBUS": "a crash",
+        "SIGILL": "an instruction this CPU does not have",
+        "SIGABRT": "it aborted",
+        "SIGFPE": "a crash",
+        "SIGKILL": "often the kernel's out-of-memory killer: see 'dmesg'",
+        "SIGTERM": "stopped by someone else",
+        "SIGINT": "interrupted",
+    }.get(name)
+    return f"was killed by signal {name}" + (f" ({why})" if why else "")
+
+
+def died_reason(services: list[Any]) -> str:
+    """A row's failure reason when a server we started is dead: short, names it."""
+    return "; ".join(
+        f"the {s.name} this run started (pid {s.pid}) {how_it_ended(s)}" for s in services
+    )

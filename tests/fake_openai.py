@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from localeval.preflight import PROBE
+from localeval.serving.preflight import PROBE
 
 Reply = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any] | Fault"]
 
@@ -123,7 +123,7 @@ class FakeOpenAI:
             destination endpoints), served by MLflow 3's route API as the real gateway does
             (not listed among the endpoints).
 
-    The preflight's one-token test calls (`localeval.preflight.PROBE`) are answered with
+    The preflight's one-token test calls (`localeval.serving.preflight.PROBE`) are answered with
     `probe_reply` and recorded in `probes` only: not in `requests`, and no scripted reply is
     spent on them.
     """

@@ -41,7 +41,7 @@ def mlflow_server(
 ) -> Iterator[str]:
     """The server on `backend_store_uri` (more `options` for `mlflow server`), its output in
     `log`; yields its URL once `/health` answers (a new database is migrated first)."""
-    from localeval.servers import telemetry_off
+    from localeval.serving.servers import telemetry_off
 
     port = free_port()
     argv = [str(Path(sys.executable).with_name("mlflow")), "server",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, evaluate
 
-from localeval.agreement import human_agreement
+from localeval.judging.agreement import human_agreement
 from localeval.stats import cohen_kappa_quadratic
 
 # Judge and person on six rows, plus an unlabelled row and a labelled row the judge did not score.

@@ -18,8 +18,8 @@ import pytest
 from conftest import ROOT, VERDICT, evaluate
 from fake_openai import FakeOpenAI
 
-from localeval.cache import CachedClient, ReplyCache, cache_key
-from localeval.client import ChatResponse, Endpoint
+from localeval.calls.cache import CachedClient, ReplyCache, cache_key
+from localeval.calls.client import ChatResponse, Endpoint
 
 MODEL, JUDGE = "fake-model", "chat"
 
@@ -331,8 +331,8 @@ def test_killed_run_resumes_asking_only_for_rows_not_stored(
 def test_server_id_replaces_the_url_in_the_key():
     """Regression: the embedded servers get a new port each run, so their URL in the key made
     every run miss the cache."""
-    from localeval.cache import cache_key
-    from localeval.client import Endpoint
+    from localeval.calls.cache import cache_key
+    from localeval.calls.client import Endpoint
 
     messages = [{"role": "user", "content": "q"}]
     a = Endpoint("http://127.0.0.1:4001/v1", "m", 0.0, 5, server_id="embedded|abc")

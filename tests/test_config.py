@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from localeval.config import resolve
+from localeval.config.settings import resolve
 from localeval.errors import ConfigError
 
 

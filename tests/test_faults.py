@@ -168,8 +168,8 @@ def test_backoff_is_exponential_capped_and_jittered(fake, monkeypatch):
     """The SDK's retry waits, as our client configures it: 0.5 s doubling to 8 s, minus <= 25%."""
     import openai._base_client as base
 
-    from localeval.client import CallFailed, Endpoint
-    from localeval.openai_client import OpenAIChatClient
+    from localeval.calls.client import CallFailed, Endpoint
+    from localeval.calls.openai_client import OpenAIChatClient
 
     waits: list[float] = []
     monkeypatch.setattr(base, "time", SimpleNamespace(sleep=waits.append, time=time.time))

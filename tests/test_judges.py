@@ -274,10 +274,10 @@ def test_misspelt_fail_under_metric_is_refused_before_any_call(fake, run_args, c
 
 def _hint(argv: list[str], metric: str, dataset=None) -> str:
     """The --fail-under typo message for `metric` in a run of `argv`, before any call."""
-    from localeval.config import resolve
+    from localeval.config.settings import resolve
     from localeval.errors import ConfigError
-    from localeval.gate import check_names
-    from localeval.judges import resolve_judges
+    from localeval.judging.gate import check_names
+    from localeval.judging.judges import resolve_judges
     from localeval.types import Threshold
 
     config = resolve(argv, environ={})
@@ -329,9 +329,9 @@ def test_fail_under_hint_offers_human_agreement_when_a_person_graded_rows():
 def test_fail_under_accepts_a_custom_judge_aggregation(tmp_path):
     """A custom judge's `aggregations: [mean, min]` logs `.../min`: a gate on it is taken, and
     `variance`, which it does not log, is not offered."""
-    from localeval.config import resolve
-    from localeval.gate import check_names
-    from localeval.judges import resolve_judges
+    from localeval.config.settings import resolve
+    from localeval.judging.gate import check_names
+    from localeval.judging.judges import resolve_judges
     from localeval.types import Threshold
 
     text = (ROOT / "examples" / "judges.yaml").read_text(encoding="utf-8")

@@ -11,11 +11,11 @@ import pytest
 from conftest import evaluate
 from typed_rows import graded_row
 
-from localeval import progress as progress_module
-from localeval.config import build_parser
-from localeval.pool import map_ordered
-from localeval.present import paired, shorten
-from localeval.report import COMPACT_ROWS, CUT, format_outcome
+from localeval.calls import progress as progress_module
+from localeval.calls.pool import map_ordered
+from localeval.config.settings import build_parser
+from localeval.output.present import paired, shorten
+from localeval.output.terminal import COMPACT_ROWS, CUT, format_outcome
 from localeval.types import (
     PARSE_FAILURE,
     Comparison,

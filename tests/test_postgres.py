@@ -173,7 +173,7 @@ def _start_evaluation(
     folder: Path, fake: FakeOpenAI, tracking_uri: str, data: Path
 ) -> subprocess.Popen[bytes]:
     """`mlflow_evaluate.py` as a user runs it, in `folder` with its own cache and log."""
-    from localeval.servers import telemetry_off
+    from localeval.serving.servers import telemetry_off
 
     folder.mkdir()
     argv = [sys.executable, str(ROOT / "mlflow_evaluate.py"),

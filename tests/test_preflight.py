@@ -13,7 +13,7 @@ import pytest
 from conftest import evaluate
 from fake_openai import FakeOpenAI, Fault
 
-from localeval import hints
+from localeval.serving import hints
 
 
 def _closed_port() -> int:

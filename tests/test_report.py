@@ -80,7 +80,7 @@ def _result(rows: list, model: str = "m", metrics: dict | None = None):
 
 
 def _render(*results, **kwargs) -> str:
-    from localeval.html_report import render_html
+    from localeval.output.html import render_html
 
     return render_html(list(results), **kwargs)
 
@@ -150,7 +150,7 @@ def test_page_is_self_contained_and_allows_only_its_own_script():
     ],
 )  # fmt: skip
 def test_summary_rows_pair_intervals_with_their_metric(metrics, expected):
-    from localeval.present import summary_rows
+    from localeval.output.present import summary_rows
 
     assert summary_rows(metrics) == expected
 
@@ -168,13 +168,13 @@ def test_summary_rows_pair_intervals_with_their_metric(metrics, expected):
     ],
 )  # fmt: skip
 def test_histogram_bins(values, expected):
-    from localeval.present import histogram_bins
+    from localeval.output.present import histogram_bins
 
     assert [(label, count) for label, count, _ in histogram_bins(values)] == expected
 
 
 def test_histogram_of_continuous_scores_uses_ten_bins():
-    from localeval.present import histogram_bins
+    from localeval.output.present import histogram_bins
 
     values = [i / 7 for i in range(40)]
     bars = histogram_bins(values)

@@ -110,9 +110,9 @@ def test_placeholder_key_when_environment_has_none(fake, run_args, capsys, monke
 def test_logging_the_model_makes_no_llm_call(fake, tracking_uri):
     import mlflow
 
-    from localeval.candidate import CandidateSettings
-    from localeval.client import Runtime
-    from localeval.pyfunc_model import log_candidate
+    from localeval.calls.client import Runtime
+    from localeval.candidate.model import log_candidate
+    from localeval.candidate.settings import CandidateSettings
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.set_experiment("log-only").experiment_id

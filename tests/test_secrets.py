@@ -190,9 +190,9 @@ def _listening(pgid: int) -> set[tuple[str, int]]:
 
 @pytest.mark.slow
 def test_servers_we_start_listen_on_loopback_only(tmp_path, monkeypatch):
-    from localeval import servers, stack
-    from localeval.client import API_KEY_ENV, PLACEHOLDER_API_KEY
-    from localeval.config import EvalConfig
+    from localeval.calls.client import API_KEY_ENV, PLACEHOLDER_API_KEY
+    from localeval.config.settings import EvalConfig
+    from localeval.serving import servers, stack
 
     env = servers.telemetry_off(dict(os.environ))
     env.setdefault(API_KEY_ENV, PLACEHOLDER_API_KEY)

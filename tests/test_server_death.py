@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_stack import ENTRY, _closed_port, _entry
 
-from localeval import servers
+from localeval.serving import servers
 
 
 def test_a_url_the_user_named_that_does_not_answer_is_reported_not_replaced(tmp_path):

@@ -74,9 +74,9 @@ def test_external_stack_with_nothing_running_exits_2_with_a_paragraph(tmp_path):
 def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
     """Two embedded models on one server, offline: `--model` with both ids plans one server and
     two candidates that differ in their settings, not in the model the server is asked for."""
-    from localeval.candidate import candidate_settings
-    from localeval.config import resolve
-    from localeval.stack import plan
+    from localeval.candidate.settings import candidate_settings
+    from localeval.config.settings import resolve
+    from localeval.serving.stack import plan
 
     closed = f"http://127.0.0.1:{_closed_port()}"
     # --stack embedded: under auto, a --base-url that does not answer is reported, not replaced.
@@ -187,7 +187,7 @@ def test_embedded_stack_runs_all_five_judges_as_json_with_repeats(tmp_path):
 
 
 def test_telemetry_is_off_for_us_and_our_servers_unless_the_user_opts_in(monkeypatch):
-    from localeval import stack
+    from localeval.serving import stack
 
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)

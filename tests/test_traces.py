@@ -341,8 +341,8 @@ def test_sql_traces_match_mlflow_own_writes(tmp_path):
     import mlflow
     from mlflow.tracing.client import TracingClient
 
-    from localeval import trace_store
-    from localeval.traces import TraceSettings, build
+    from localeval.tracking import trace_store
+    from localeval.tracking.traces import TraceSettings, build
 
     stores = {}
     for name in ("mlflow", "ours"):  # two fresh stores: the experiment is "1" in both

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localeval.verdict import (
+from localeval.judging.verdict import (
     OUT_OF_RANGE,
     PARSE_FAILURE,
     Score,

@@ -1,0 +1,86 @@
+"""The local LLM under test: what it is (its settings) and its answers, one call per row.
+
+`pyfunc_model` wraps the same settings as the MLflow pyfunc model that mlflow.evaluate calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..calls.client import CallFailed, ChatClient, Endpoint, call_of
+from ..calls.pool import map_ordered
+from ..config.settings import EvalConfig
+from ..prompts import ANSWER_GRAMMAR
+from ..types import Answer, Call, ModelSpec
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """What the candidate is: everything that changes its answers."""
+
+    base_url: str
+    model: str
+    system_prompt: str
+    temperature: float
+    max_tokens: int
+    server_id: str | None = None
+    grammar: str | None = None  # a llama.cpp grammar the answer must follow (embedded model)
+
+    def endpoint(self) -> Endpoint:
+        extra = {} if self.grammar is None else {"grammar": self.grammar}
+        return Endpoint(
+            self.base_url,
+            self.model,
+            self.temperature,
+            self.max_tokens,
+            extra,
+            server_id=self.server_id,
+        )
+
+    def messages(self, question: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": str(question)},
+        ]
+
+
+def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings:
+    """The settings of one candidate model of the run."""
+    return CandidateSettings(
+        spec.base_url,
+        spec.served_id,
+        config.system_prompt if spec.system_prompt is None else spec.system_prompt,
+        config.temperature if spec.temperature is None else spec.temperature,
+        config.max_tokens,
+        server_id=spec.server_id,
+        grammar=ANSWER_GRAMMAR if spec.embedded else None,
+    )
+
+
+def ask(client: ChatClient, settings: CandidateSettings, question: str) -> Answer:
+    """One row's answer, or the failure after retries as a value."""
+    started = time.time()
+    try:
+        reply = client.complete(settings.messages(question))
+    except CallFailed as exc:
+        return Answer(None, exc.reason, Call(started, time.time() - started))
+    return Answer(reply.text, None, call_of(reply, started))
+
+
+def answer_all(
+    settings: CandidateSettings,
+    questions: Sequence[str],
+    client: ChatClient,
+    concurrency: int,
+    quiet: bool = False,
+) -> list[Answer]:
+    """Every row's answer, `concurrency` calls at a time, in the rows' order."""
+    return map_ordered(
+        lambda question: ask(client, settings, question),
+        list(questions),
+        concurrency,
+        desc=f"answers ({settings.model})",
+        quiet=quiet,
+    )

@@ -1,0 +1,158 @@
+"""What an MLflow AI Gateway serves: its endpoints, its traffic-split routes (`routes:` in its
+config: each call to a route goes to one of its destination endpoints, picked by weight) and the
+model behind each.
+
+Learnt from the gateway itself (`query`) or from its config file (`from_config`, which alone
+says where each model is served: the gateway's API gives provider and model name, not the URL).
+MLflow 3.17 answers a route's calls at /v1/chat/completions but does not list it among the
+endpoints: a name it does not list is looked up in its route API.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .servers import get_json
+
+OPENAI_BASE = "https://api.openai.com/v1"  # the gateway's default for provider openai
+ENDPOINTS_API = "/api/2.0/endpoints/"
+ROUTE_API = "/api/3.0/gateway/route/"  # MLflow 3: GET <name> -> the route's destinations
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The model behind a gateway endpoint."""
+
+    provider: str
+    model: str
+    base_url: str | None = None  # known from a config file only
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A gateway's endpoints and routes by name."""
+
+    kinds: dict[str, str] = field(default_factory=dict)  # endpoint or route -> its chat type
+    upstreams: dict[str, Upstream] = field(default_factory=dict)  # endpoint -> its model
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # route -> destinations
+
+    def destinations(self, name: str) -> tuple[str, ...]:
+        """The endpoints that answer for `name`: a route's destinations, an endpoint itself."""
+        if name in self.routes:
+            return self.routes[name]
+        return (name,) if name in self.kinds else ()
+
+    def identity(self, name: str) -> str:
+        """What answers at `name`, for cache keys and the run's params: an endpoint's
+        `provider:model`; a route's destinations' models, sorted (`route[openai:a, openai:b]`),
+        so that changing a destination's model changes it; '?' when unknown."""
+        if name in self.routes:
+            return f"route[{', '.join(sorted(map(self._label, self.routes[name])))}]"
+        return self._label(name)
+
+    def _label(self, endpoint: str) -> str:
+        upstream = self.upstreams.get(endpoint)
+        return "?" if upstream is None else upstream.label
+
+    def servers(self, names: Iterable[str]) -> int:
+        """How many servers answer for these names: their destinations' distinct URLs (a
+        destination whose URL is unknown counts as a server of its own)."""
+        found = set()
+        for name in names:
+            for endpoint in self.destinations(name) or (name,):
+                upstream = self.upstreams.get(endpoint)
+                found.add(upstream.base_url if upstream and upstream.base_url else endpoint)
+        return len(found)
+
+    def with_urls_from(self, config: Served) -> Served:
+        """These endpoints with the URLs a config file gives the same endpoint (same name and
+        model): a gateway started from that file."""
+        upstreams = dict(self.upstreams)
+        for name, upstream in self.upstreams.items():
+            known = config.upstreams.get(name)
+            if known is not None and known.label == upstream.label:
+                upstreams[name] = replace(upstream, base_url=known.base_url)
+        return replace(self, upstreams=upstreams)
+
+
+def read_gateway_config(source: Path) -> dict:
+    """The gateway config file as a mapping with an `endpoints:` list, or a ConfigError."""
+    try:
+        config = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Gateway config {source} does not exist. Check --gateway-config."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Gateway config {source} is not valid YAML: {exc}.") from None
+    if not isinstance(config, dict) or not isinstance(config.get("endpoints"), list):
+        raise ConfigError(f"Gateway config {source} has no 'endpoints:' list.")
+    return config
+
+
+def from_config(config: dict) -> Served:
+    """What a gateway started from this config (`read_gateway_config`) serves."""
+    served = Served()
+    for endpoint in config["endpoints"]:
+        if not isinstance(endpoint, dict) or not isinstance(endpoint.get("name"), str):
+            continue
+        name, model = endpoint["name"], endpoint.get("model")
+        served.kinds[name] = str(endpoint.get("endpoint_type", ""))
+        if isinstance(model, dict):
+            provider = str(model.get("provider", "?"))
+            base = None
+            if provider == "openai":
+                base = str((model.get("config") or {}).get("openai_api_base") or OPENAI_BASE)
+            served.upstreams[name] = Upstream(provider, str(model.get("name", "?")), base)
+    for route in config.get("routes") or []:
+        if isinstance(route, dict) and isinstance(route.get("name"), str):
+            _add_route(served, route)
+    return served
+
+
+def _add_route(served: Served, route: dict[str, Any]) -> None:
+    destinations = route.get("destinations") or []
+    served.routes[route["name"]] = tuple(
+        str(d["name"]) for d in destinations if isinstance(d, dict) and "name" in d
+    )
+    served.kinds[route["name"]] = str(route.get("task_type", ""))
+
+
+def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> Served | None:
+    """What the gateway at `gateway_url` serves, or None if no gateway answers there. Of the
+    routes, only those among `names` are looked up (the gateway does not list them)."""
+    base = gateway_url.rstrip("/")
+    try:
+        data = get_json(base + ENDPOINTS_API, timeout)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    served = Served()
+    for e in data.get("endpoints") or []:
+        if not isinstance(e, dict) or "name" not in e:
+            continue
+        served.kinds[e["name"]] = str(e.get("endpoint_type", ""))
+        model = e.get("model")
+        if isinstance(model, dict):
+            upstream = Upstream(str(model.get("provider", "?")), str(model.get("name", "?")))
+            served.upstreams[e["name"]] = upstream
+    for name in sorted(set(names) - set(served.kinds)):
+        try:  # 404: no such route (or a gateway older than MLflow 3's routes)
+            route = get_json(base + ROUTE_API + urllib.parse.quote(name, safe=""), timeout)
+        except (OSError, ValueError):
+            continue
+        if isinstance(route, dict) and route.get("name") == name:
+            _add_route(served, route)
+    return served

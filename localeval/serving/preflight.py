@@ -1,0 +1,200 @@
+"""Before any row: each candidate server serves its model, the gateway has each judge endpoint,
+and the model behind each judge endpoint answers a one-token call through the gateway.
+
+A failure is exit 2 with one paragraph that names the real fault where it is (which endpoint,
+which model at which URL) and what to start, instead of every row ending unscored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .. import workspace
+from ..config.settings import EvalConfig
+from ..errors import PreflightError
+from ..redact import mask
+from ..types import ModelSpec
+from . import hints, servers
+from .gateway import Served
+from .servers import http_status, list_models, post_json
+from .stack import EMBEDDED_MODEL_ID, Resolved
+
+CHAT = "llm/v1/chat"
+# The test call: one word in, one token out (temperature 0: a sampling server does no more).
+PROBE = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+# The words aiohttp (the gateway's client) uses for an upstream that does not listen.
+_CANNOT_CONNECT = re.compile(r"Cannot connect to host ([\w.\-\[\]:]+?:\d+)")
+
+
+def check(
+    config: EvalConfig,
+    resolved: Resolved,
+    judge_endpoints: dict[str, str],
+    served: Served | None,
+    call_judges: bool = True,
+) -> None:
+    """Every check, in the order a user fixes them.
+
+    Args:
+        judge_endpoints: gateway endpoint (or route) name -> the judge that asks it.
+        served: what the gateway serves (None: no gateway answers).
+        call_judges: False when every verdict the run needs is cached (no judge is called).
+    """
+    try:
+        check_candidates(config, resolved.models)
+        check_gateway(config, resolved, judge_endpoints, served)
+        if call_judges and served is not None:
+            check_judges_answer(config, resolved, judge_endpoints, served)
+    except PreflightError:
+        # A server this run started that died is ours to name, not one for the user to start
+        # (a crash at the first completion gives the gateway's 500 a moment before it is gone).
+        if found := workspace.wait_dead(2.0):
+            raise servers.died_error(found, "before the first row") from None
+        raise
+
+
+def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
+    """Each candidate's server answers and lists its model."""
+    listed = {spec.base_url: list_models(spec.base_url) for spec in models}
+    down = [spec for spec in models if listed[spec.base_url] is None]
+    if down:
+        options = [config.url_given(s.id) or "--base-url" for s in down]
+        raise PreflightError(
+            hints.down_message(
+                down, options, "run with --stack auto or --stack embedded to use the embedded "
+                "llama.cpp server"
+            )
+        )  # fmt: skip
+    for spec in models:
+        ids = listed[spec.base_url] or []
+        if spec.served_id not in ids:
+            how = config.given.get("model", "--model")
+            todo = hints.load_hint(spec.base_url, spec.id)
+            raise PreflightError(
+                f"The server at {mask(spec.base_url)} does not serve model {spec.id!r}; it lists "
+                f"{ids}. {todo[0].upper()}{todo[1:]}, or name one of the listed ids in {how}."
+            )
+
+
+def check_gateway(
+    config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str], served: Served | None
+) -> None:
+    """The gateway answers and has each judge endpoint (or route), of the chat type."""
+    gateway = mask(resolved.gateway_url)
+    if served is None:
+        raise PreflightError(
+            f"No MLflow AI Gateway answers at {gateway}. Start it with 'mlflow gateway start "
+            f"--config-path {config.gateway_config} --port 5002', pass --gateway-url, or run "
+            "with --stack auto to start it for you."
+        )
+    for endpoint, judge in judge_endpoints.items():
+        kind = served.kinds.get(endpoint)
+        if kind is None:
+            raise PreflightError(
+                f"The gateway at {gateway} has no endpoint {endpoint!r} (nor a route of that "
+                f"name) for judge {judge}; it has {sorted(served.kinds)}. Add it to the gateway "
+                "config or pick another with --judge-endpoint (or NAME@ENDPOINT in --judge)."
+            )
+        if kind != CHAT:
+            what = "route" if endpoint in served.routes else "endpoint"
+            raise PreflightError(
+                f"The gateway {what} {endpoint!r} at {gateway} is a {kind} {what}; judges need "
+                f"an {CHAT} one."
+            )
+
+
+def check_judges_answer(
+    config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str], served: Served
+) -> None:
+    """A one-token call to each endpoint that answers for a judge (each destination of a route:
+    the gateway would pick one at random), through the gateway, as the judges will call it."""
+    asked: set[str] = set()
+    for endpoint, judge in sorted(judge_endpoints.items()):
+        for destination in served.destinations(endpoint):
+            if destination in asked:
+                continue
+            asked.add(destination)
+            body = {"model": destination, **PROBE}
+            url = resolved.gateway_url.rstrip("/") + "/v1/chat/completions"
+            status, text = post_json(url, body, config.timeout)
+            if status != 200:
+                raise PreflightError(
+                    _unreachable(
+                        config, resolved, served, endpoint, judge, destination, status, text
+                    )
+                )
+
+
+def _detail(text: str) -> str:
+    """The gateway's error in a few words: its `detail` or `error.message`, else the text."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        found = data.get("detail") or (error.get("message") if isinstance(error, dict) else error)
+        text = str(found or text)
+    text = " ".join(text.split())
+    return mask(text if len(text) <= 200 else text[:199] + "…")
+
+
+def _unreachable(
+    config: EvalConfig,
+    resolved: Resolved,
+    served: Served,
+    endpoint: str,
+    judge: str,
+    destination: str,
+    status: int | None,
+    text: str,
+) -> str:
+    """The paragraph for a judge endpoint whose model does not answer: which model at which URL
+    (from the gateway config, or the gateway's words), why, and what to start."""
+    ours = resolved.served is not None
+    upstream = served.upstreams.get(destination)
+    model = upstream.model if upstream is not None else None
+    url = upstream.base_url if upstream is not None else None
+    source = "" if ours or url is None else f" (per {config.gateway_config})"
+    answers: bool | None = None  # whether anything answers at `url`; None: not known
+    if url is None and (found := _CANNOT_CONNECT.search(text)):
+        url, answers = f"http://{found.group(1)}", False
+    elif url is not None:
+        answers = http_status(url.rstrip("/") + "/models") is not None
+    got = (
+        f"no reply in {config.timeout:g} s ({mask(text)})"
+        if status is None
+        else f"HTTP {status} ({_detail(text)})"
+    )
+    name = f"endpoint {endpoint!r}"
+    if destination != endpoint:
+        name = f"route {endpoint!r} (destination endpoint {destination!r})"
+    what = f"model {model}" if model else "model"
+    where = f" at {mask(url)}{source}" if url else ""
+    head = (
+        f"The gateway at {mask(resolved.gateway_url)} answers, but its {name} for judge {judge} "
+        f"cannot reach its {what}{where}: a one-token test call through the gateway got {got}"
+    )
+    listed = list_models(url) if url is not None and answers else None
+    if url is not None and answers is False:
+        head += ", and nothing answers there"
+        todo = hints.start_hint(url, model or "the judge's model")
+        if not ours and config.stack == "auto":
+            todo += (
+                ", or stop that gateway (this tool did not start it) so that --stack auto starts "
+                f"its own, judging with the embedded {EMBEDDED_MODEL_ID}"
+            )
+        elif not ours:
+            todo += ", or point the endpoint at a server that runs (in the gateway's config)"
+    elif url is not None and model is not None and listed is not None and model not in listed:
+        head += f"; the server there lists {listed}, not {model}"
+        todo = hints.load_hint(url, model)
+    elif url is not None:
+        todo = "the server there answers: that gateway's log says why the call failed"
+    else:  # the gateway's API does not say where its models are served
+        todo = (
+            "start the server behind that endpoint (see the gateway's config), or pass that "
+            "config with --gateway-config for this message to name it"
+        )
+    return f"{head}. {todo[0].upper()}{todo[1:]}."
