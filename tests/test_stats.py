@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
 
 from localeval.stats import (
@@ -57,6 +59,51 @@ def test_bootstrap_ci_without_values_is_nan(values):
 def test_bootstrap_ci_rejects_a_bad_confidence():
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_ci([1, 2], confidence=95)
+
+
+def _numpy_bootstrap_means(x: np.ndarray, seed: int) -> np.ndarray:
+    """2000 resample means drawn here with numpy alone, as stats did before it called SciPy."""
+    rng = np.random.default_rng(seed)
+    return x[rng.integers(0, len(x), size=(2000, len(x)))].mean(axis=1)
+
+
+# 600 rows: SciPy draws the resamples in two batches (1666 + 334), still one stream.
+@pytest.mark.parametrize("n", [2, 7, 40, 600])
+def test_bootstrap_ci_equals_the_percentile_bootstrap_computed_with_numpy(n):
+    rng = np.random.default_rng(n)
+    values = rng.integers(1, 6, size=n).astype(float)
+    values[rng.random(n) < 0.2] = np.nan  # left out, as None is
+    present = values[~np.isnan(values)]
+    expected = np.quantile(_numpy_bootstrap_means(present, seed=3), [0.025, 0.975])
+    assert bootstrap_ci(list(values), seed=3) == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_paired_bootstrap_equals_the_percentile_bootstrap_computed_with_numpy():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(1, 6, size=50).tolist(), rng.integers(1, 6, size=50).tolist()
+    a[3] = None
+    diffs = np.array([y - x for x, y in zip(a, b) if x is not None], dtype=float)
+    means = _numpy_bootstrap_means(diffs, seed=0)
+    result = paired_bootstrap(a, b)
+    assert result.n_pairs == 49 and result.mean_diff == pytest.approx(diffs.mean())
+    low, high = np.quantile(means, [0.025, 0.975])
+    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), abs=1e-12)
+    assert result.p_b_better == float((means > 0).mean())  # the same resamples, exactly
+
+
+def test_degenerate_statistics_warn_nothing():
+    # SciPy's BCa warns and gives NaN on equal values; our results for these are plain numbers
+    # or NaN, and a run's log stays quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bootstrap_ci([3, 3, 3]) == (3.0, 3.0)
+        assert paired_bootstrap([1, 2], [2, 3]).ci_low == 1.0
+        assert math.isnan(cohen_kappa_quadratic([4, 4], [4, 4]))
+
+
+def test_bootstrap_ci_rejects_no_resamples():
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_ci([1, 2], n_resamples=0)
 
 
 def test_paired_bootstrap_uses_rows_both_scored():
