@@ -92,8 +92,8 @@ def test_paired_bootstrap_equals_the_percentile_bootstrap_computed_with_numpy():
 
 
 def test_degenerate_statistics_warn_nothing():
-    # SciPy's BCa warns and gives NaN on equal values; our results for these are plain numbers
-    # or NaN, and a run's log stays quiet.
+    # SciPy's BCa warns and gives NaN on equal values, scikit-learn warns on a single grade;
+    # our results for these are plain numbers or NaN, and a run's log stays quiet.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert bootstrap_ci([3, 3, 3]) == (3.0, 3.0)
@@ -154,6 +154,32 @@ def test_kappa_skips_rows_missing_a_rating():
     assert cohen_kappa_quadratic(a, b) == pytest.approx(0.8)
 
 
+def _kappa_by_formula(a: list[int], b: list[int]) -> float:
+    """1 - mean (a - b)^2 over the rows / mean (a_i - b_j)^2 over every pair of rows."""
+    x, y = np.array(a, dtype=float), np.array(b, dtype=float)
+    return 1 - ((x - y) ** 2).mean() / ((x[:, None] - y[None, :]) ** 2).mean()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kappa_equals_the_formula_on_random_ratings(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    a, b = rng.integers(1, 6, size=n).tolist(), rng.integers(2, 5, size=n).tolist()
+    assert cohen_kappa_quadratic(a, b) == pytest.approx(_kappa_by_formula(a, b), abs=1e-12)
+
+
+def test_kappa_skips_nan_and_takes_any_scale():
+    # NaN is missing, as None is; a 0.5-step scale weighs by label position, like 1-5.
+    assert cohen_kappa_quadratic([1, math.nan, 2, 3], [1, 4, 3, 3]) == pytest.approx(0.8)
+    half = (0.5, 1.0, 1.5, 2.0, 2.5)
+    assert cohen_kappa_quadratic([0.5, 1.0, 1.5], [0.5, 1.5, 1.5], half) == pytest.approx(0.8)
+
+
+def test_kappa_with_one_rater_constant_is_zero():
+    # a always 3, b = 1 3 5: observed (4 + 0 + 4) / 3 equals expected 8/3 -> kappa 0, defined.
+    assert cohen_kappa_quadratic([3, 3, 3], [1, 3, 5]) == pytest.approx(0.0)
+
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
@@ -185,6 +211,9 @@ def test_kappa_undefined_is_nan(a, b):
 def test_kappa_rejects_a_rating_outside_the_labels():
     with pytest.raises(ValueError, match=r"3\.5"):
         cohen_kappa_quadratic([3.5, 2], [3, 2])
+    # Above the scale too: scikit-learn alone would drop the row and report 1.0 for the rest.
+    with pytest.raises(ValueError, match="6"):
+        cohen_kappa_quadratic([6, 2, 1], [3, 2, 1])
 
 
 # ---- Krippendorff's alpha --------------------------------------------------------------------
