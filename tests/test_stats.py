@@ -286,6 +286,17 @@ def test_alpha_undefined_is_nan(ratings):
     assert math.isnan(krippendorff_alpha(ratings))
 
 
+def test_alpha_takes_nan_as_missing_and_ragged_units():
+    with_nan = [[1, 1], [2, 3], [3, 3], [5, math.nan], [math.nan, math.nan]]
+    assert krippendorff_alpha(with_nan) == pytest.approx(24 / 29)
+    assert krippendorff_alpha([[1, 1], [2, 3], [3, 3], [5]]) == pytest.approx(24 / 29)
+
+
+def test_alpha_with_a_second_value_only_in_an_unpairable_unit_is_nan():
+    # The 5 is in a unit of one rating: the pairable ratings are all 4, nothing to compare.
+    assert math.isnan(krippendorff_alpha([[4, 4], [5, None]]))
+
+
 def test_alpha_rejects_an_unknown_level():
     with pytest.raises(ValueError, match="level"):
         krippendorff_alpha(SMALL, level="ratio")
