@@ -69,7 +69,7 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
             launch = None
             if config.agreement is None:
                 # Before MLflow's import (seconds): the servers a run needs boot meanwhile.
-                from localeval.serving.launch import early
+                from localeval.launch import early
 
                 launch = early(config, services)
             # Imported after the flags are read: --help must not pay for MLflow's import.

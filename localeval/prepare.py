@@ -11,19 +11,21 @@ import contextlib
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from .calls.cache import ReplyCache, cache_key
 from .candidate.settings import candidate_settings
 from .config.settings import EvalConfig
+from .config.slices import CacheOptions, CandidateOptions, DataOptions, ServingOptions
 from .dataset import Columns, load_dataset
 from .errors import ConfigError
 from .judging.gate import check_names
 from .judging.grading import Grader, GradingOptions, prompt_version
 from .judging.judges import JudgeDef, judge_roles, needed_columns, resolve_judges
+from .launch import Launch
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
-from .serving.launch import Launch
 from .tracking import mlflow_run as tracking
 from .tracking.baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
 from .tracking.store import default_tracking_uri
@@ -53,27 +55,27 @@ def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[st
     return tuple(out)
 
 
-def load_data(config: EvalConfig, judges: list[JudgeDef]) -> Dataset:
+def load_data(data: DataOptions, judges: list[JudgeDef]) -> Dataset:
     """Read the dataset, requiring the columns the chosen judges grade against."""
     needed = needed_columns(judges)
     need_target, need_context, extra = judge_roles(needed)
     names = [j.name for j in judges]
     columns = Columns(
-        config.input_col,
-        config.target_col,
-        config.context_col,
-        answer=config.answer_col,
-        labels=human_columns(config.human_col, names),
+        data.input_col,
+        data.target_col,
+        data.context_col,
+        answer=data.answer_col,
+        labels=human_columns(data.human_col, names),
     )
     return load_dataset(
-        config.data,
+        data.path,
         columns,
         need_target=need_target,
         need_context=need_context,
         need_extra=extra,
         needed_by={c: ", ".join(names) for c, names in needed.items()},
         judges=tuple(names),
-        shard=config.shard,
+        shard=data.shard,
     )
 
 
@@ -99,8 +101,10 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     Servers that `launch` did not start yet are started only if a reply the run needs is not
     in the cache.
     """
+    # The pieces of the config the stages below take (each sees only its own fields).
+    serving, data = ServingOptions.of(config), DataOptions.of(config)
     judges = resolve_judges(config)
-    dataset = load_data(config, judges)
+    dataset = load_data(data, judges)
     check_names(config.fail_under, judges, config.judge_repeats, dataset)  # before any call
     endpoints = {e for d in judges for e in d.endpoints}
     from_data = config.answer_col is not None
@@ -119,7 +123,9 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     if judge_format == "auto":
         judge_format = "json" if resolved.embedded_judge else "text"
     # Ours: its models are in the config it will be started with; else the gateway says.
-    served = resolved.served or _users_gateway(config, resolved.gateway_url, endpoints)
+    served = resolved.served or _users_gateway(
+        serving.gateway_config, resolved.gateway_url, endpoints
+    )
     upstreams = {e: served.identity(e) if served else "?" for e in endpoints}
     # A verdict is cached under the model(s) behind the endpoint, not the gateway's port.
     gateway_id = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
@@ -129,7 +135,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     params = {
         f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
     }
-    concurrency = judge_concurrency(config, judges, served or Served())
+    given = config.concurrency if "concurrency" in config.given else None
+    concurrency = judge_concurrency(given, config.concurrency, judges, served or Served())
     params.update({f"concurrency/judge/{d.name}": str(concurrency[d.key]) for d in judges})
     params["judge_format_used"] = judge_format
     layout = config.judge_prompt_layout
@@ -155,7 +162,15 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
         print(f"note: {note}", flush=True)
     starting = launch.starting
     # Servers started at launch: an answer is missing, so a verdict is too.
-    cached = starting is None and _every_reply_cached(config, dataset, models, judges, grading)
+    cached = starting is None and _every_reply_cached(
+        CacheOptions.of(config),
+        CandidateOptions.of(config),
+        from_data,
+        dataset,
+        models,
+        judges,
+        grading,
+    )
     if resolved.to_start and starting is None:
         if cached:
             notes.append("every reply this run needs is in the cache: no server was started")
@@ -165,7 +180,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
                 for m in models
             )
         else:
-            starting = stack.start(resolved, config, services)
+            starting = stack.start(resolved, serving, services)
     if starting is not None:
         starting.wait()
         for line in starting.lines:
@@ -177,7 +192,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
             # The URLs behind the endpoints are only in the config.
             live = live and live.with_urls_from(resolved.served)
         asks = {e: d.name for d in judges for e in d.endpoints}
-        preflight.check(config, resolved, asks, live, call_judges=not cached)
+        preflight.check(serving, resolved, asks, live, call_judges=not cached)
     tracking_uri = config.tracking_uri or default_tracking_uri()
     experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
     notes.extend(tracking.close_killed_runs(experiment_id))
@@ -192,21 +207,21 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
     )
 
 
-def _users_gateway(config: EvalConfig, url: str, endpoints: set[str]) -> Served | None:
+def _users_gateway(gateway_config: Path, url: str, endpoints: set[str]) -> Served | None:
     """What the gateway we did not start serves; the URLs behind its endpoints from the gateway
     config (--gateway-config, or ours by default) where its endpoints and models match."""
     served = gateway.query(url, endpoints)
     if served is None:
         return None
     try:
-        in_file = gateway.from_config(gateway.read_gateway_config(config.gateway_config))
+        in_file = gateway.from_config(gateway.read_gateway_config(gateway_config))
     except ConfigError:
         return served
     return served.with_urls_from(in_file)
 
 
 def judge_concurrency(
-    config: EvalConfig, judges: Sequence[JudgeDef], served: Served
+    given: int | None, default: int, judges: Sequence[JudgeDef], served: Served
 ) -> dict[str, int]:
     """Each judge's calls in flight: an explicit --concurrency; else the default for each
     server behind the judge's endpoints (each destination of a route counts)."""
@@ -217,22 +232,24 @@ def judge_concurrency(
     # servers behind a route: 4.7 s with 2 in flight, 3.7 s with 4, 3.4 s with 8; one: 6.5 s).
     # The candidate's answers come from one server per model (models run one after the other):
     # --concurrency as given or its default.
-    if "concurrency" in config.given:
-        return {d.key: config.concurrency for d in judges}
-    return {d.key: config.concurrency * max(1, served.servers(d.endpoints)) for d in judges}
+    if given is not None:
+        return {d.key: given for d in judges}
+    return {d.key: default * max(1, served.servers(d.endpoints)) for d in judges}
 
 
 def _every_reply_cached(
-    config: EvalConfig,
+    cache_options: CacheOptions,
+    candidate: CandidateOptions,
+    from_data: bool,
     dataset: Dataset,
     models: Sequence[ModelSpec],
     judges: Sequence[JudgeDef],
     grading: GradingOptions,
 ) -> bool:
     """Whether the reply cache holds every answer and verdict the run would ask for."""
-    if config.no_cache or config.refresh:
+    if not cache_options.read:
         return False
-    folder = config.cache_dir.resolve()
+    folder = cache_options.folder.resolve()
     if not (folder / "replies.sqlite").exists():
         return False
     cache = ReplyCache(folder)
@@ -243,9 +260,9 @@ def _every_reply_cached(
     with contextlib.closing(cache):
         graders = [Grader(j, grading, None) for j in judges]  # type: ignore[arg-type]
         for spec in models:
-            settings = candidate_settings(config, spec)
+            settings = candidate_settings(candidate, spec)
             for sample in dataset.samples:
-                if config.answer_col is not None:
+                if from_data:
                     answer = sample.answer
                 else:
                     reply = lookup(settings.endpoint(), settings.messages(sample.input))

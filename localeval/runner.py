@@ -17,12 +17,13 @@ from .calls.transport import Transport, activate
 from .candidate.model import log_candidate
 from .candidate.settings import CandidateSettings, answer_all, candidate_settings
 from .config.settings import EvalConfig
+from .config.slices import CandidateOptions
 from .judging.gate import check_gate
 from .judging.grading import Grader
 from .judging.judges import JudgeDef
+from .launch import Launch, early
 from .prepare import Prepared, prepare
 from .redact import mask
-from .serving.launch import Launch, early
 from .tracking import mlflow_run as tracking
 from .tracking.baseline import compare_with
 from .tracking.baseline import metrics as baseline_metrics
@@ -53,7 +54,7 @@ def evaluate_model(
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
     """
     config = p.config
-    settings = candidate_settings(config, spec)
+    settings = candidate_settings(CandidateOptions.of(config), spec)
     samples = p.dataset.samples
     from_data = model is None
     params = {
@@ -205,10 +206,13 @@ def run(
         outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [], notes=list(p.notes))
         # Logged before any run is open: a model logged inside a run is that run's output, and
         # MLflow's UI then lists the run under "Training runs", not "Evaluation runs".
+        candidate = CandidateOptions.of(config)
         models = [
             None
             if config.answer_col
-            else log_candidate(candidate_settings(config, spec), transport.runtime, p.experiment_id)
+            else log_candidate(
+                candidate_settings(candidate, spec), transport.runtime, p.experiment_id
+            )
             for spec in p.models
         ]
         if len(p.models) == 1:

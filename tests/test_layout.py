@@ -103,7 +103,7 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_the_import_graph_sees_relative_imports_across_folders():
     graph = _graph()
-    assert "config.settings" in graph["serving.stack"]
+    assert "config.slices" in graph["serving.stack"]
     assert "workspace" in graph["serving.servers"]
     assert "calls.client" in graph["calls.transport"]
 

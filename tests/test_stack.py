@@ -76,17 +76,19 @@ def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
     two candidates that differ in their settings, not in the model the server is asked for."""
     from localeval.candidate.settings import candidate_settings
     from localeval.config.settings import resolve
+    from localeval.config.slices import CandidateOptions, ServingOptions
     from localeval.serving.stack import plan
 
     closed = f"http://127.0.0.1:{_closed_port()}"
     # --stack embedded: under auto, a --base-url that does not answer is reported, not replaced.
     config = resolve(["--model", "gemma-3-270m,gemma-3-270m-terse", "--stack", "embedded",
                       "--gateway-url", closed, "--temperature", "0.7"])  # fmt: skip
-    resolved = plan(config, {"chat"})
+    resolved = plan(ServingOptions.of(config), {"chat"})
     a, b = resolved.models
     assert (a.id, b.id) == ("gemma-3-270m", "gemma-3-270m-terse")
     assert a.base_url == b.base_url == resolved.llm_url  # one embedded server for both
-    first, second = candidate_settings(config, a), candidate_settings(config, b)
+    options = CandidateOptions.of(config)
+    first, second = candidate_settings(options, a), candidate_settings(options, b)
     assert first.model == second.model == "gemma-3-270m"  # the id the server lists
     assert first.system_prompt == config.system_prompt and first.temperature == 0.7
     assert second.system_prompt != config.system_prompt and second.temperature == 0.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..calls.client import CallFailed, ChatClient, Endpoint, call_of
 from ..calls.pool import map_ordered
-from ..config.settings import EvalConfig
+from ..config.slices import CandidateOptions
 from ..prompts import ANSWER_GRAMMAR
 from ..types import Answer, Call, ModelSpec
 
@@ -46,14 +46,14 @@ class CandidateSettings:
         ]
 
 
-def candidate_settings(config: EvalConfig, spec: ModelSpec) -> CandidateSettings:
+def candidate_settings(options: CandidateOptions, spec: ModelSpec) -> CandidateSettings:
     """The settings of one candidate model of the run."""
     return CandidateSettings(
         spec.base_url,
         spec.served_id,
-        config.system_prompt if spec.system_prompt is None else spec.system_prompt,
-        config.temperature if spec.temperature is None else spec.temperature,
-        config.max_tokens,
+        options.system_prompt if spec.system_prompt is None else spec.system_prompt,
+        options.temperature if spec.temperature is None else spec.temperature,
+        options.max_tokens,
         server_id=spec.server_id,
         grammar=ANSWER_GRAMMAR if spec.embedded else None,
     )

@@ -11,7 +11,7 @@ import json
 import re
 
 from .. import workspace
-from ..config.settings import EvalConfig
+from ..config.slices import ServingOptions
 from ..errors import PreflightError
 from ..redact import mask
 from ..types import ModelSpec
@@ -28,7 +28,7 @@ _CANNOT_CONNECT = re.compile(r"Cannot connect to host ([\w.\-\[\]:]+?:\d+)")
 
 
 def check(
-    config: EvalConfig,
+    serving: ServingOptions,
     resolved: Resolved,
     judge_endpoints: dict[str, str],
     served: Served | None,
@@ -42,10 +42,10 @@ def check(
         call_judges: False when every verdict the run needs is cached (no judge is called).
     """
     try:
-        check_candidates(config, resolved.models)
-        check_gateway(config, resolved, judge_endpoints, served)
+        check_candidates(serving, resolved.models)
+        check_gateway(serving, resolved, judge_endpoints, served)
         if call_judges and served is not None:
-            check_judges_answer(config, resolved, judge_endpoints, served)
+            check_judges_answer(serving, resolved, judge_endpoints, served)
     except PreflightError:
         # A server this run started that died is ours to name, not one for the user to start
         # (a crash at the first completion gives the gateway's 500 a moment before it is gone).
@@ -54,12 +54,12 @@ def check(
         raise
 
 
-def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
+def check_candidates(serving: ServingOptions, models: tuple[ModelSpec, ...]) -> None:
     """Each candidate's server answers and lists its model."""
     listed = {spec.base_url: list_models(spec.base_url) for spec in models}
     down = [spec for spec in models if listed[spec.base_url] is None]
     if down:
-        options = [config.url_given(s.id) or "--base-url" for s in down]
+        options = [serving.url_given(s.id) or "--base-url" for s in down]
         raise PreflightError(
             hints.down_message(
                 down, options, "run with --stack auto or --stack embedded to use the embedded "
@@ -69,7 +69,7 @@ def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
     for spec in models:
         ids = listed[spec.base_url] or []
         if spec.served_id not in ids:
-            how = config.given.get("model", "--model")
+            how = serving.model_option or "--model"
             todo = hints.load_hint(spec.base_url, spec.id)
             raise PreflightError(
                 f"The server at {mask(spec.base_url)} does not serve model {spec.id!r}; it lists "
@@ -78,14 +78,17 @@ def check_candidates(config: EvalConfig, models: tuple[ModelSpec, ...]) -> None:
 
 
 def check_gateway(
-    config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str], served: Served | None
+    serving: ServingOptions,
+    resolved: Resolved,
+    judge_endpoints: dict[str, str],
+    served: Served | None,
 ) -> None:
     """The gateway answers and has each judge endpoint (or route), of the chat type."""
     gateway = mask(resolved.gateway_url)
     if served is None:
         raise PreflightError(
             f"No MLflow AI Gateway answers at {gateway}. Start it with 'mlflow gateway start "
-            f"--config-path {config.gateway_config} --port 5002', pass --gateway-url, or run "
+            f"--config-path {serving.gateway_config} --port 5002', pass --gateway-url, or run "
             "with --stack auto to start it for you."
         )
     for endpoint, judge in judge_endpoints.items():
@@ -105,7 +108,7 @@ def check_gateway(
 
 
 def check_judges_answer(
-    config: EvalConfig, resolved: Resolved, judge_endpoints: dict[str, str], served: Served
+    serving: ServingOptions, resolved: Resolved, judge_endpoints: dict[str, str], served: Served
 ) -> None:
     """A one-token call to each endpoint that answers for a judge (each destination of a route:
     the gateway would pick one at random), through the gateway, as the judges will call it."""
@@ -117,11 +120,11 @@ def check_judges_answer(
             asked.add(destination)
             body = {"model": destination, **PROBE}
             url = resolved.gateway_url.rstrip("/") + "/v1/chat/completions"
-            status, text = post_json(url, body, config.timeout)
+            status, text = post_json(url, body, serving.timeout)
             if status != 200:
                 raise PreflightError(
                     _unreachable(
-                        config, resolved, served, endpoint, judge, destination, status, text
+                        serving, resolved, served, endpoint, judge, destination, status, text
                     )
                 )
 
@@ -141,7 +144,7 @@ def _detail(text: str) -> str:
 
 
 def _unreachable(
-    config: EvalConfig,
+    serving: ServingOptions,
     resolved: Resolved,
     served: Served,
     endpoint: str,
@@ -156,14 +159,14 @@ def _unreachable(
     upstream = served.upstreams.get(destination)
     model = upstream.model if upstream is not None else None
     url = upstream.base_url if upstream is not None else None
-    source = "" if ours or url is None else f" (per {config.gateway_config})"
+    source = "" if ours or url is None else f" (per {serving.gateway_config})"
     answers: bool | None = None  # whether anything answers at `url`; None: not known
     if url is None and (found := _CANNOT_CONNECT.search(text)):
         url, answers = f"http://{found.group(1)}", False
     elif url is not None:
         answers = http_status(url.rstrip("/") + "/models") is not None
     got = (
-        f"no reply in {config.timeout:g} s ({mask(text)})"
+        f"no reply in {serving.timeout:g} s ({mask(text)})"
         if status is None
         else f"HTTP {status} ({_detail(text)})"
     )
@@ -180,7 +183,7 @@ def _unreachable(
     if url is not None and answers is False:
         head += ", and nothing answers there"
         todo = hints.start_hint(url, model or "the judge's model")
-        if not ours and config.stack == "auto":
+        if not ours and serving.stack == "auto":
             todo += (
                 ", or stop that gateway (this tool did not start it) so that --stack auto starts "
                 f"its own, judging with the embedded {EMBEDDED_MODEL_ID}"

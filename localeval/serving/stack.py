@@ -21,7 +21,7 @@ import yaml
 
 from .. import workspace
 from ..calls.client import API_KEY_ENV, PLACEHOLDER_API_KEY
-from ..config.settings import EvalConfig
+from ..config.slices import ServingOptions
 from ..errors import ConfigError, PreflightError, StackError
 from ..redact import mask
 from ..types import ModelSpec
@@ -231,25 +231,25 @@ def embedded_model(model_id: str, url: str) -> ModelSpec:
     )  # fmt: skip
 
 
-def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True) -> Resolved:
+def plan(serving: ServingOptions, judge_endpoints: set[str], candidates: bool = True) -> Resolved:
     """What answers already and what we must start, by probing (nothing is started yet).
 
     Args:
         judge_endpoints: the gateway endpoints (or routes) the judges ask.
         candidates: False when the answers come from the data (no candidate server needed).
     """
-    models = config.models if candidates else ()
+    models = serving.models if candidates else ()
     llm_url: str | None = None
     # Probed once per server: which candidates already answer (none count on --stack embedded).
     answering = {
-        m.base_url: config.stack != "embedded" and list_models(m.base_url) is not None
+        m.base_url: serving.stack != "embedded" and list_models(m.base_url) is not None
         for m in models
     }
     missing = [m for m in models if not answering[m.base_url]]
-    if config.stack != "external" and missing:
+    if serving.stack != "external" and missing:
         unserved = [m for m in missing if m.id not in EMBEDDED_MODELS]
-        if config.model_given and unserved:
-            how = config.given["model"]
+        if serving.model_option is not None and unserved:
+            how = serving.model_option
             raise PreflightError(
                 hints.no_server_message(
                     unserved,
@@ -260,9 +260,9 @@ def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True)
             )
         # The embedded fallback is for a user who named no server: a URL the user gave that does
         # not answer is a mistake to report, never a reason to grade another model.
-        named = [m for m in missing if config.url_given(m.id)]
-        if config.stack == "auto" and named:
-            options = [config.url_given(m.id) or "--base-url" for m in named]
+        named = [m for m in missing if serving.url_given(m.id)]
+        if serving.stack == "auto" and named:
+            options = [serving.url_given(m.id) or "--base-url" for m in named]
             instead = " and ".join(sorted({hints.undo(o) for o in options}))
             raise PreflightError(
                 hints.down_message(
@@ -274,30 +274,30 @@ def plan(config: EvalConfig, judge_endpoints: set[str], candidates: bool = True)
         models = tuple(
             m if answering[m.base_url] else embedded_model(m.id, llm_url) for m in models
         )
-    if config.stack == "external" or (
-        config.stack == "auto" and list_gateway_endpoints(config.gateway_url) is not None
+    if serving.stack == "external" or (
+        serving.stack == "auto" and list_gateway_endpoints(serving.gateway_url) is not None
     ):
         notes: tuple[str, ...] = ()
         if llm_url is not None:  # auto: never mixed without a word
             urls = ", ".join(sorted({mask(m.base_url) for m in missing}))
             notes = (
                 f"the candidate is the embedded {EMBEDDED_MODEL_ID} (nothing answers at {urls}), "
-                f"judged through the gateway already running at {mask(config.gateway_url)}, "
+                f"judged through the gateway already running at {mask(serving.gateway_url)}, "
                 "which this tool did not start, with that gateway's models",
             )
-        return Resolved(models, config.gateway_url, llm_url=llm_url, notes=notes)
+        return Resolved(models, serving.gateway_url, llm_url=llm_url, notes=notes)
     # Our gateway judges with the user's servers when they answer; else with the embedded model
     # (started for the candidate already, or for the judge alone).
-    user_config = read_gateway_config(config.gateway_config)
+    user_config = read_gateway_config(serving.gateway_config)
     served = from_config(user_config)
     gateway = f"http://{LOOPBACK}:{free_port()}"
     if (
         llm_url is not None
-        or config.stack == "embedded"
+        or serving.stack == "embedded"
         or not _upstreams_answer(served, judge_endpoints)
     ):
         llm_url = llm_url or f"http://{LOOPBACK}:{free_port()}/v1"
-        rendered = embedded_judge_config(user_config, config.gateway_config, llm_url)
+        rendered = embedded_judge_config(user_config, serving.gateway_config, llm_url)
         return Resolved(
             models,
             gateway,
@@ -323,7 +323,7 @@ class Starting:
             wait_ready(service)
 
 
-def start(resolved: Resolved, config: EvalConfig, stack: ExitStack) -> Starting:
+def start(resolved: Resolved, serving: ServingOptions, stack: ExitStack) -> Starting:
     """Spawn what `resolved` says to start (together: they boot while the caller goes on); each
     one's stop is registered on `stack`."""
     log_dir = _log_dir(stack)
@@ -342,7 +342,7 @@ def start(resolved: Resolved, config: EvalConfig, stack: ExitStack) -> Starting:
         starting.services.append(service)
         embedded = resolved.embedded_judge
         target = (
-            f"judging with {EMBEDDED_MODEL_ID}" if embedded else f"from {config.gateway_config}"
+            f"judging with {EMBEDDED_MODEL_ID}" if embedded else f"from {serving.gateway_config}"
         )
         starting.lines.append(f"started {service.name} at {service.url} ({target})")
     return starting

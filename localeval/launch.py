@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..calls.cache import ReplyCache, cache_key
-from ..candidate.settings import candidate_settings
-from ..config.settings import EvalConfig
-from ..dataset import Columns, load_dataset
-from . import stack
+from .calls.cache import ReplyCache, cache_key
+from .candidate.settings import candidate_settings
+from .config.settings import EvalConfig
+from .config.slices import CacheOptions, CandidateOptions, DataOptions, ServingOptions
+from .dataset import Columns, load_dataset
+from .serving import stack
 
 
 @dataclass
@@ -32,21 +32,26 @@ def judge_endpoints(config: EvalConfig) -> set[str]:
     return {e for j in config.judges for e in j.endpoints} | {config.judge_endpoint}
 
 
-def answers_cached(config: EvalConfig, resolved: stack.Resolved) -> bool:
+def answers_cached(
+    cache_options: CacheOptions,
+    data: DataOptions,
+    candidate: CandidateOptions,
+    resolved: stack.Resolved,
+) -> bool:
     """Whether the reply cache holds every candidate answer the run needs."""
-    if config.no_cache or config.refresh or config.answer_col is not None:
-        return config.answer_col is not None
-    folder = config.cache_dir.resolve()
-    if not (folder / "replies.sqlite").exists():
+    if data.answer_col is not None:
+        return True  # the answers are in the data
+    folder = cache_options.folder.resolve()
+    if not cache_options.read or not (folder / "replies.sqlite").exists():
         return False
     samples = load_dataset(
-        Path(config.data), Columns(config.input_col, config.target_col, config.context_col),
-        need_target=False, shard=config.shard,
+        data.path, Columns(data.input_col, data.target_col, data.context_col),
+        need_target=False, shard=data.shard,
     ).samples  # fmt: skip
     cache = ReplyCache(folder)
     with contextlib.closing(cache):
         for spec in resolved.models:
-            settings = candidate_settings(config, spec)
+            settings = candidate_settings(candidate, spec)
             for sample in samples:
                 if (
                     cache.get(cache_key(settings.endpoint(), settings.messages(sample.input)))
@@ -57,9 +62,14 @@ def answers_cached(config: EvalConfig, resolved: stack.Resolved) -> bool:
 
 
 def early(config: EvalConfig, services: ExitStack) -> Launch:
-    """Probe the servers; start at once what the run will surely need."""
-    resolved = stack.plan(config, judge_endpoints(config), candidates=config.answer_col is None)
+    """Probe the servers; start at once what the run will surely need. The edge of the serving
+    stage: the config is cut here into the pieces the stages below take."""
+    serving = ServingOptions.of(config)
+    data = DataOptions.of(config)
+    resolved = stack.plan(serving, judge_endpoints(config), candidates=data.answer_col is None)
     launch = Launch(resolved)
-    if resolved.to_start and not answers_cached(config, resolved):
-        launch.starting = stack.start(resolved, config, services)
+    if resolved.to_start and not answers_cached(
+        CacheOptions.of(config), data, CandidateOptions.of(config), resolved
+    ):
+        launch.starting = stack.start(resolved, serving, services)
     return launch
