@@ -6,11 +6,12 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .types import CONTEXT, GROUND_TRUTH, INPUTS, Dataset, Sample
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".parquet")
@@ -109,6 +110,26 @@ def _labels(
                 "number such as 4, or empty for an unlabelled row)."
             ) from None
     return out
+
+
+def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """--human-col values as (judge name, column): `JUDGE=COL`, or `COL` with a single judge."""
+    out = []
+    for item in given:
+        judge, sep, column = item.rpartition("=")
+        if not sep:
+            if len(judges) != 1:
+                raise ConfigError(
+                    f"--human-col {item}: with several judges ({', '.join(judges)}) say whose "
+                    f"grades the column holds: --human-col {judges[0]}={item}."
+                )
+            judge = judges[0]
+        if judge not in judges:
+            raise ConfigError(
+                f"--human-col {item}: no judge {judge!r} in this run ({', '.join(judges)})."
+            )
+        out.append((judge, column))
+    return tuple(out)
 
 
 def load_dataset(

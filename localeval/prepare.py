@@ -2,7 +2,8 @@
 
 Exit 2 here (a wrong column, a server that does not answer, a baseline that does not compare)
 costs no LLM call. Servers that `launch` did not start yet are started only if a reply the run
-needs is not in the cache.
+needs is not in the cache. The config is cut here, at the edge, into the pieces each stage takes
+(`config.slices`); what the runner needs later is handed on in `Prepared`, not the config.
 """
 
 from __future__ import annotations
@@ -11,83 +12,50 @@ import contextlib
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from .calls.cache import ReplyCache, cache_key
+from .calls.client import Runtime
 from .candidate.settings import candidate_settings
 from .config.settings import EvalConfig
-from .config.slices import CacheOptions, CandidateOptions, DataOptions, ServingOptions
-from .dataset import Columns, load_dataset
+from .config.slices import (
+    CacheOptions,
+    CandidateOptions,
+    DataOptions,
+    JudgingOptions,
+    ServingOptions,
+    TrackingOptions,
+)
+from .dataset import Columns, human_columns, load_dataset
 from .errors import ConfigError
 from .judging.gate import check_names
 from .judging.grading import Grader, GradingOptions, prompt_version
 from .judging.judges import JudgeDef, judge_roles, needed_columns, resolve_judges
-from .launch import Launch
+from .launch import Launch, early
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
 from .tracking import mlflow_run as tracking
 from .tracking.baseline import LAYOUT_PARAM, RUN_PARAM, VERSION_PARAM, Baseline, find_baseline
 from .tracking.store import default_tracking_uri
-from .types import Dataset, ModelSpec
+from .types import Dataset, ModelSpec, Threshold
 
 # The candidate's server of a run answered wholly from the cache (no server started).
 FROM_CACHE = "embedded llama.cpp server (not started: every answer from the cache)"
 
 
-def human_columns(given: Sequence[str], judges: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """--human-col values as (judge name, column): `JUDGE=COL`, or `COL` with a single judge."""
-    out = []
-    for item in given:
-        judge, sep, column = item.rpartition("=")
-        if not sep:
-            if len(judges) != 1:
-                raise ConfigError(
-                    f"--human-col {item}: with several judges ({', '.join(judges)}) say whose "
-                    f"grades the column holds: --human-col {judges[0]}={item}."
-                )
-            judge = judges[0]
-        if judge not in judges:
-            raise ConfigError(
-                f"--human-col {item}: no judge {judge!r} in this run ({', '.join(judges)})."
-            )
-        out.append((judge, column))
-    return tuple(out)
-
-
-def load_data(data: DataOptions, judges: list[JudgeDef]) -> Dataset:
-    """Read the dataset, requiring the columns the chosen judges grade against."""
-    needed = needed_columns(judges)
-    need_target, need_context, extra = judge_roles(needed)
-    names = [j.name for j in judges]
-    columns = Columns(
-        data.input_col,
-        data.target_col,
-        data.context_col,
-        answer=data.answer_col,
-        labels=human_columns(data.human_col, names),
-    )
-    return load_dataset(
-        data.path,
-        columns,
-        need_target=need_target,
-        need_context=need_context,
-        need_extra=extra,
-        needed_by={c: ", ".join(names) for c, names in needed.items()},
-        judges=tuple(names),
-        shard=data.shard,
-    )
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prepared:
     """What the run settled before the first LLM call, for every model."""
 
-    config: EvalConfig
     judges: list[JudgeDef]
     dataset: Dataset
     models: tuple[ModelSpec, ...]
+    from_data: bool  # the answers are a data column: no candidate is asked
+    candidate: CandidateOptions
     grading: GradingOptions
+    calls: Runtime
+    tracking: TrackingOptions
+    fail_under: tuple[Threshold, ...]
     tracking_uri: str
     experiment_id: str
     params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
@@ -95,81 +63,102 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared:
+def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = None) -> Prepared:
     """Judges, data and servers checked (exit 2 before any call if one is wrong); store open.
 
-    Servers that `launch` did not start yet are started only if a reply the run needs is not
-    in the cache.
+    Args:
+        launch: what `launch.early` planned and started before the heavy imports (planned here
+            when None). Servers it did not start yet are started only if a reply the run needs
+            is not in the cache.
     """
     # The pieces of the config the stages below take (each sees only its own fields).
     serving, data = ServingOptions.of(config), DataOptions.of(config)
-    judges = resolve_judges(config)
-    dataset = load_data(data, judges)
-    check_names(config.fail_under, judges, config.judge_repeats, dataset)  # before any call
+    judging, candidate = JudgingOptions.of(config), CandidateOptions.of(config)
+    track = TrackingOptions.of(config)
+    launch = launch or early(config, services)
+    judges = resolve_judges(judging)
+    needed = needed_columns(judges)
     endpoints = {e for d in judges for e in d.endpoints}
-    from_data = config.answer_col is not None
+    from_data = data.answer_col is not None
     resolved = launch.resolved
     models = resolved.models
     if from_data:  # the answers in the data play the candidate: nothing to call
-        models = (ModelSpec(f"answers:{config.answer_col}", f"data column {config.answer_col}"),)
+        models = (ModelSpec(f"answers:{data.answer_col}", f"data column {data.answer_col}"),)
     notes = []
     if resolved.embedded_judge:
         notes.append(
             f"the judge is the embedded {stack.EMBEDDED_MODEL_ID}, a stand-in: its scores show "
             "that the pipeline works, not how good the answers are. Point the 'chat' endpoint "
-            f"of {config.gateway_config} at a real judge (README: 'Can I trust my judge?')."
+            f"of {serving.gateway_config} at a real judge (README: 'Can I trust my judge?')."
         )
-    judge_format = config.judge_format
+    judge_format = judging.judge_format
     if judge_format == "auto":
         judge_format = "json" if resolved.embedded_judge else "text"
     # Ours: its models are in the config it will be started with; else the gateway says.
-    served = resolved.served or _users_gateway(
-        serving.gateway_config, resolved.gateway_url, endpoints
+    served = resolved.served or gateway.users_gateway(
+        resolved.gateway_url, endpoints, serving.gateway_config
     )
     upstreams = {e: served.identity(e) if served else "?" for e in endpoints}
+    concurrency = gateway.judge_concurrency(
+        {d.key: d.endpoints for d in judges},
+        judging.concurrency,
+        judging.concurrency_given,
+        served or Served(),
+    )
+    layout = judging.layout
+    grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
+    versions = {d.key: prompt_version(d, judge_format, layout, grammar) for d in judges}
     # A verdict is cached under the model(s) behind the endpoint, not the gateway's port.
-    gateway_id = "embedded-gateway" if resolved.embedded_judge else config.gateway_url
-    server_ids = {
-        e: f"{gateway_id}|{upstreams[e]}|{resolved.judge_server_id or ''}" for e in endpoints
-    }
+    gateway_id = "embedded-gateway" if resolved.embedded_judge else serving.gateway_url
+    grading = GradingOptions(
+        gateway_url=resolved.gateway_url,
+        judge_format=judge_format,
+        repeats=judging.repeats,
+        server_ids={
+            e: f"{gateway_id}|{upstreams[e]}|{resolved.judge_server_id or ''}" for e in endpoints
+        },
+        upstreams=upstreams,
+        concurrency=judging.concurrency,
+        quiet=judging.quiet,
+        layout=layout,
+        grammar=grammar,
+        judge_concurrency=concurrency,
+    )
     params = {
         f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
     }
-    given = config.concurrency if "concurrency" in config.given else None
-    concurrency = judge_concurrency(given, config.concurrency, judges, served or Served())
     params.update({f"concurrency/judge/{d.name}": str(concurrency[d.key]) for d in judges})
     params["judge_format_used"] = judge_format
-    layout = config.judge_prompt_layout
-    grammar = resolved.embedded_judge  # llama-cpp-python behind our gateway takes a grammar
-    versions = {d.key: prompt_version(d, judge_format, layout, grammar) for d in judges}
     params[LAYOUT_PARAM] = layout
     params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
-    if config.fail_if_worse and config.baseline is None:
+    if track.fail_if_worse and track.baseline is None:
         raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
-    grading = GradingOptions(
-        resolved.gateway_url,
-        judge_format,
-        config.judge_repeats,
-        server_ids,
-        upstreams,
-        config.concurrency,
-        config.quiet,
-        layout,
-        grammar,
-        concurrency,
+    # The data last among the checks that need no call: it may be the slowest to read.
+    names = [j.name for j in judges]
+    need_target, need_context, extra = judge_roles(needed)
+    dataset = load_dataset(
+        data.path,
+        Columns(
+            data.input_col,
+            data.target_col,
+            data.context_col,
+            answer=data.answer_col,
+            labels=human_columns(data.human_col, names),
+        ),
+        need_target=need_target,
+        need_context=need_context,
+        need_extra=extra,
+        needed_by={c: ", ".join(names) for c, names in needed.items()},
+        judges=tuple(names),
+        shard=data.shard,
     )
+    check_names(judging.fail_under, judges, judging.repeats, dataset)  # before any call
     for note in resolved.notes:
         print(f"note: {note}", flush=True)
     starting = launch.starting
     # Servers started at launch: an answer is missing, so a verdict is too.
     cached = starting is None and _every_reply_cached(
-        CacheOptions.of(config),
-        CandidateOptions.of(config),
-        from_data,
-        dataset,
-        models,
-        judges,
-        grading,
+        CacheOptions.of(config), candidate, from_data, dataset, models, judges, grading
     )
     if resolved.to_start and starting is None:
         if cached:
@@ -193,48 +182,29 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch) -> Prepared
             live = live and live.with_urls_from(resolved.served)
         asks = {e: d.name for d in judges for e in d.endpoints}
         preflight.check(serving, resolved, asks, live, call_judges=not cached)
-    tracking_uri = config.tracking_uri or default_tracking_uri()
-    experiment_id = tracking.open_experiment(tracking_uri, config.experiment)
+    tracking_uri = track.tracking_uri or default_tracking_uri()
+    experiment_id = tracking.open_experiment(tracking_uri, track.experiment)
     notes.extend(tracking.close_killed_runs(experiment_id))
     base = None
-    if config.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
-        base = find_baseline(
-            tracking_uri, experiment_id, config.baseline, dataset, layout, versions
-        )
+    if track.baseline is not None:  # before any call: a baseline that cannot compare is exit 2
+        base = find_baseline(tracking_uri, experiment_id, track.baseline, dataset, layout, versions)
         params[RUN_PARAM] = base.run_id
     return Prepared(
-        config, judges, dataset, models, grading, tracking_uri, experiment_id, params, base, notes
+        judges=judges,
+        dataset=dataset,
+        models=models,
+        from_data=from_data,
+        candidate=candidate,
+        grading=grading,
+        calls=Runtime.from_config(config),
+        tracking=track,
+        fail_under=judging.fail_under,
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        params=params,
+        baseline=base,
+        notes=notes,
     )
-
-
-def _users_gateway(gateway_config: Path, url: str, endpoints: set[str]) -> Served | None:
-    """What the gateway we did not start serves; the URLs behind its endpoints from the gateway
-    config (--gateway-config, or ours by default) where its endpoints and models match."""
-    served = gateway.query(url, endpoints)
-    if served is None:
-        return None
-    try:
-        in_file = gateway.from_config(gateway.read_gateway_config(gateway_config))
-    except ConfigError:
-        return served
-    return served.with_urls_from(in_file)
-
-
-def judge_concurrency(
-    given: int | None, default: int, judges: Sequence[JudgeDef], served: Served
-) -> dict[str, int]:
-    """Each judge's calls in flight: an explicit --concurrency; else the default for each
-    server behind the judge's endpoints (each destination of a route counts)."""
-    # The default (4) is sized for one local server: its slots never wait for the next prompt,
-    # and a queued call does not wait out --timeout behind many others. Several servers behind
-    # a judge get it each: a route sends each call to a destination picked at random, so a
-    # server often sits idle with few calls in flight (128 verdicts of 0.05 s, two single-slot
-    # servers behind a route: 4.7 s with 2 in flight, 3.7 s with 4, 3.4 s with 8; one: 6.5 s).
-    # The candidate's answers come from one server per model (models run one after the other):
-    # --concurrency as given or its default.
-    if given is not None:
-        return {d.key: given for d in judges}
-    return {d.key: default * max(1, served.servers(d.endpoints)) for d in judges}
 
 
 def _every_reply_cached(

@@ -12,16 +12,14 @@ from typing import Any
 import mlflow
 
 from . import stats
-from .calls.client import Runtime
 from .calls.transport import Transport, activate
 from .candidate.model import log_candidate
-from .candidate.settings import CandidateSettings, answer_all, candidate_settings
+from .candidate.settings import answer_all, candidate_settings
 from .config.settings import EvalConfig
-from .config.slices import CandidateOptions
 from .judging.gate import check_gate
 from .judging.grading import Grader
 from .judging.judges import JudgeDef
-from .launch import Launch, early
+from .launch import Launch
 from .prepare import Prepared, prepare
 from .redact import mask
 from .tracking import mlflow_run as tracking
@@ -53,12 +51,10 @@ def evaluate_model(
     Args:
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
     """
-    config = p.config
-    settings = candidate_settings(CandidateOptions.of(config), spec)
+    settings = candidate_settings(p.candidate, spec)
     samples = p.dataset.samples
-    from_data = model is None
     params = {
-        **config.loggable(),
+        **p.tracking.params,
         **p.params,
         "model": spec.id,
         "base_url": mask(spec.base_url),
@@ -68,22 +64,47 @@ def evaluate_model(
         "dataset_digest": p.dataset.digest,
         "dataset_rows": str(len(samples)),
     }
-    plan = tracking.RunPlan(p.dataset, p.judges, params, config.judge_repeats)
-    model_id = None if from_data else model.model_id
-    with tracking.model_run(spec, params, model_id, config.tag) as run_id:
-        trace_settings = _trace_settings(p, spec, settings, run_id, graders)
-        writer = TraceWriter(p.tracking_uri, trace_settings, enabled=not config.no_traces)
+    plan = tracking.RunPlan(p.dataset, p.judges, params, p.grading.repeats)
+    model_id = None if p.from_data else model.model_id
+    by_key = {g.judge.key: g for g in graders}
+
+    def prompt(row: RowResult, key: str, verdict: Verdict) -> str:
+        return by_key[key].prompt(row.sample, row.answer.text or "", verdict.json)
+
+    with tracking.model_run(spec, params, model_id, p.tracking.tags) as run_id:
+        trace_settings = TraceSettings(
+            run_id=run_id,
+            experiment_id=p.experiment_id,
+            model=spec.id,
+            base_url=mask(spec.base_url),
+            system_prompt=settings.system_prompt,
+            candidate_params={
+                "temperature": settings.temperature,
+                "max_tokens": settings.max_tokens,
+            },
+            upstreams=p.grading.upstreams,
+            prompt_layout=p.grading.layout,
+            dataset_digest=p.dataset.digest,
+            judge_prompts=prompt,
+            judge_versions={g.judge.key: g.version for g in graders},
+        )
+        writer = TraceWriter(p.tracking_uri, trace_settings, enabled=p.tracking.traces)
         try:
             started = time.perf_counter()
-            if from_data:
+            if p.from_data:
                 answers = [Answer(s.answer) for s in samples]
             else:
-                questions = [s.input for s in samples]
                 client = transport.client(settings.endpoint())
-                answers = answer_all(settings, questions, client, config.concurrency, config.quiet)
+                answers = answer_all(
+                    settings,
+                    [s.input for s in samples],
+                    client,
+                    p.candidate.concurrency,
+                    p.candidate.quiet,
+                )
             timings = {"time/answers_s": time.perf_counter() - started}
             rows = _grade(samples, answers, graders, writer.put, timings)
-            uri = None if from_data else model.model_uri
+            uri = None if p.from_data else model.model_uri
             result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri, timings)
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
@@ -123,33 +144,6 @@ def _grade(
         for r in rows:
             on_row(r)
     return rows
-
-
-def _trace_settings(
-    p: Prepared,
-    spec: ModelSpec,
-    settings: CandidateSettings,
-    run_id: str,
-    graders: Sequence[Grader],
-) -> TraceSettings:
-    by_key = {g.judge.key: g for g in graders}
-
-    def prompt(row: RowResult, key: str, verdict: Verdict) -> str:
-        return by_key[key].prompt(row.sample, row.answer.text or "", verdict.json)
-
-    return TraceSettings(
-        run_id=run_id,
-        experiment_id=p.experiment_id,
-        model=spec.id,
-        base_url=mask(spec.base_url),
-        system_prompt=settings.system_prompt,
-        candidate_params={"temperature": settings.temperature, "max_tokens": settings.max_tokens},
-        upstreams=p.grading.upstreams,
-        prompt_layout=p.grading.layout,
-        dataset_digest=p.dataset.digest,
-        judge_prompts=prompt,
-        judge_versions={g.judge.key: g.version for g in graders},
-    )
 
 
 def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[Comparison]:
@@ -197,21 +191,19 @@ def run(
     """
     with ExitStack() as own:
         services = services or own
-        launch = launch or early(config, services)
         p = prepare(config, own, launch)
-        transport = Transport(Runtime.from_config(config))
+        transport = Transport(p.calls)
         services.callback(transport.close)
         services.enter_context(activate(transport))
         graders = [Grader(j, p.grading, transport) for j in p.judges]
         outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [], notes=list(p.notes))
         # Logged before any run is open: a model logged inside a run is that run's output, and
         # MLflow's UI then lists the run under "Training runs", not "Evaluation runs".
-        candidate = CandidateOptions.of(config)
         models = [
             None
-            if config.answer_col
+            if p.from_data
             else log_candidate(
-                candidate_settings(candidate, spec), transport.runtime, p.experiment_id
+                candidate_settings(p.candidate, spec), transport.runtime, p.experiment_id
             )
             for spec in p.models
         ]
@@ -222,13 +214,13 @@ def run(
         else:
             with mlflow.start_run(run_name=f"compare {len(p.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
-                mlflow.set_tags(tracking.user_tags(config.tag))
-                mlflow.log_params(config.loggable())
+                mlflow.set_tags(tracking.user_tags(p.tracking.tags))
+                mlflow.log_params(p.tracking.params)
                 for spec, model in zip(p.models, models):
                     result, notes = evaluate_model(p, spec, graders, transport, model)
                     outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
                 _log_comparison(outcome)
-        outcome.gate_failures = check_gate(config.fail_under, outcome.results, config.fail_if_worse)
+        outcome.gate_failures = check_gate(p.fail_under, outcome.results, p.tracking.fail_if_worse)
         return outcome

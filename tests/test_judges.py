@@ -275,6 +275,7 @@ def test_misspelt_fail_under_metric_is_refused_before_any_call(fake, run_args, c
 def _hint(argv: list[str], metric: str, dataset=None) -> str:
     """The --fail-under typo message for `metric` in a run of `argv`, before any call."""
     from localeval.config.settings import resolve
+    from localeval.config.slices import JudgingOptions
     from localeval.errors import ConfigError
     from localeval.judging.gate import check_names
     from localeval.judging.judges import resolve_judges
@@ -282,7 +283,12 @@ def _hint(argv: list[str], metric: str, dataset=None) -> str:
 
     config = resolve(argv, environ={})
     with pytest.raises(ConfigError) as err:
-        check_names([Threshold(metric, 1)], resolve_judges(config), config.judge_repeats, dataset)
+        check_names(
+            [Threshold(metric, 1)],
+            resolve_judges(JudgingOptions.of(config)),
+            config.judge_repeats,
+            dataset,
+        )
     return str(err.value)
 
 
@@ -330,6 +336,7 @@ def test_fail_under_accepts_a_custom_judge_aggregation(tmp_path):
     """A custom judge's `aggregations: [mean, min]` logs `.../min`: a gate on it is taken, and
     `variance`, which it does not log, is not offered."""
     from localeval.config.settings import resolve
+    from localeval.config.slices import JudgingOptions
     from localeval.judging.gate import check_names
     from localeval.judging.judges import resolve_judges
     from localeval.types import Threshold
@@ -339,6 +346,6 @@ def test_fail_under_accepts_a_custom_judge_aggregation(tmp_path):
     judges.write_text(text.replace("aggregations: [mean, variance, p90]",
                                    "aggregations: [mean, min]", 1), encoding="utf-8")  # fmt: skip
     config = resolve(["--judges-file", str(judges)], environ={})
-    check_names([Threshold("language_match/v1/min", 3)], resolve_judges(config))
+    check_names([Threshold("language_match/v1/min", 3)], resolve_judges(JudgingOptions.of(config)))
     message = _hint(["--judges-file", str(judges)], "language_match/v1/varianse")
     assert "language_match/v1/variance" not in message

@@ -83,7 +83,7 @@ def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
     # --stack embedded: under auto, a --base-url that does not answer is reported, not replaced.
     config = resolve(["--model", "gemma-3-270m,gemma-3-270m-terse", "--stack", "embedded",
                       "--gateway-url", closed, "--temperature", "0.7"])  # fmt: skip
-    resolved = plan(ServingOptions.of(config), {"chat"})
+    resolved = plan(ServingOptions.of(config))
     a, b = resolved.models
     assert (a.id, b.id) == ("gemma-3-270m", "gemma-3-270m-terse")
     assert a.base_url == b.base_url == resolved.llm_url  # one embedded server for both

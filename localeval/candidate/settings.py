@@ -1,17 +1,20 @@
 """The local LLM under test: what it is (its settings) and its answers, one call per row.
 
-`pyfunc_model` wraps the same settings as the MLflow pyfunc model that mlflow.evaluate calls.
+`model` wraps the same settings as the MLflow pyfunc model that mlflow.evaluate calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..calls.cache import ReplyCache, cache_key
 from ..calls.client import CallFailed, ChatClient, Endpoint, call_of
 from ..calls.pool import map_ordered
-from ..config.slices import CandidateOptions
+from ..config.slices import CacheOptions, CandidateOptions, DataOptions
+from ..dataset import Columns, load_dataset
 from ..prompts import ANSWER_GRAMMAR
 from ..types import Answer, Call, ModelSpec
 
@@ -84,3 +87,31 @@ def answer_all(
         desc=f"answers ({settings.model})",
         quiet=quiet,
     )
+
+
+def answers_cached(
+    cache_options: CacheOptions,
+    data: DataOptions,
+    candidate: CandidateOptions,
+    models: Sequence[ModelSpec],
+) -> bool:
+    """Whether the reply cache holds every candidate answer the run needs (read before the
+    judges are known, so the data is read with the question column only)."""
+    if data.answer_col is not None:
+        return True  # the answers are in the data
+    folder = cache_options.folder.resolve()
+    if not cache_options.read or not (folder / "replies.sqlite").exists():
+        return False
+    every = [candidate_settings(candidate, spec) for spec in models]
+    samples = load_dataset(
+        data.path, Columns(data.input_col, data.target_col, data.context_col),
+        need_target=False, shard=data.shard,
+    ).samples  # fmt: skip
+    cache = ReplyCache(folder)
+    with contextlib.closing(cache):
+        for settings in every:
+            for sample in samples:
+                key = cache_key(settings.endpoint(), settings.messages(sample.input))
+                if cache.get(key) is None:
+                    return False
+    return True

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..types import ModelSpec
+from ..types import JudgeSpec, ModelSpec, Threshold
+from .options import load_yaml
 from .settings import EvalConfig
 
 
@@ -22,12 +24,17 @@ class ServingOptions:
     gateway_url: str
     gateway_config: Path
     timeout: float
+    # The gateway endpoints the built-in judges ask (custom ones default to the same).
+    judge_endpoints: frozenset[str]
 
     @classmethod
     def of(cls, config: EvalConfig) -> ServingOptions:
         models = config.models
         return cls(
             stack=config.stack,
+            judge_endpoints=frozenset(
+                {e for j in config.judges for e in j.endpoints} | {config.judge_endpoint}
+            ),
             models=models,
             model_option=config.given.get("model"),
             url_options=tuple(
@@ -50,6 +57,8 @@ class CandidateOptions:
     system_prompt: str
     temperature: float
     max_tokens: int
+    concurrency: int  # calls in flight
+    quiet: bool  # no progress bar
 
     @classmethod
     def of(cls, config: EvalConfig) -> CandidateOptions:
@@ -57,6 +66,74 @@ class CandidateOptions:
             system_prompt=config.system_prompt,
             temperature=config.temperature,
             max_tokens=config.max_tokens,
+            concurrency=config.concurrency,
+            quiet=config.quiet,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgingOptions:
+    """Which judges, how they are asked, and how often (`judging/`)."""
+
+    judges: tuple[JudgeSpec, ...]  # the built-in judges by name
+    judges_file: Path | None
+    # The judges file's YAML, read here at the edge (its judges are checked by `judging`).
+    judges_yaml: Any
+    judge_endpoint: str  # where a custom judge without its own endpoint asks
+    temperature: float
+    max_tokens: int
+    repeats: int
+    judge_format: str  # auto, json, text
+    layout: str  # the order of a judge prompt's parts
+    concurrency: int  # calls in flight per server
+    concurrency_given: bool  # --concurrency given: the same for every judge, however served
+    quiet: bool
+    fail_under: tuple[Threshold, ...]  # checked against the metrics the judges will log
+
+    @classmethod
+    def of(cls, config: EvalConfig) -> JudgingOptions:
+        path = config.judges_file
+        return cls(
+            judges=tuple(config.judges),
+            judges_file=path,
+            judges_yaml=None
+            if path is None
+            else load_yaml(path, "Judges file", "Check --judges-file."),
+            judge_endpoint=config.judge_endpoint,
+            temperature=config.judge_temperature,
+            max_tokens=config.judge_max_tokens,
+            repeats=config.judge_repeats,
+            judge_format=config.judge_format,
+            layout=config.judge_prompt_layout,
+            concurrency=config.concurrency,
+            concurrency_given="concurrency" in config.given,
+            quiet=config.quiet,
+            fail_under=tuple(config.fail_under),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingOptions:
+    """Where results are stored, how runs are tagged, what they compare with (`tracking/`)."""
+
+    tracking_uri: str | None  # None: the local store
+    experiment: str
+    tags: tuple[tuple[str, str], ...]
+    traces: bool
+    baseline: str | None  # a run id, or "last"
+    fail_if_worse: bool
+    params: dict[str, str]  # the resolved config as the runs' params
+
+    @classmethod
+    def of(cls, config: EvalConfig) -> TrackingOptions:
+        return cls(
+            tracking_uri=config.tracking_uri,
+            experiment=config.experiment,
+            tags=tuple(config.tag),
+            traces=not config.no_traces,
+            baseline=config.baseline,
+            fail_if_worse=config.fail_if_worse,
+            params=config.loggable(),
         )
 
 

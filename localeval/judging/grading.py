@@ -49,7 +49,7 @@ from .verdict import parse_json_verdict, parse_verdict, strip_echo
 RAISED_BUDGET = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GradingOptions:
     """Run-wide judging options."""
 

@@ -7,7 +7,7 @@ Asking them is `grading`'s job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from mlflow.metrics.genai.prompts.v1 import EvaluationModel
 
 from ..config import options as o
 from ..config.options import option
-from ..config.settings import BUILTIN_JUDGES, TEMPERATURE, EvalConfig
+from ..config.settings import BUILTIN_JUDGES, TEMPERATURE
+from ..config.slices import JudgingOptions
 from ..errors import ConfigError
 from ..prompts import LAYOUT_MLFLOW, LAYOUT_PREFIX, prefix_first
 from ..types import CONTEXT_ROLE, TARGETS_ROLE, JudgeInfo, JudgeSpec
@@ -123,19 +124,34 @@ def builtin_judge(spec: JudgeSpec, temperature: float, max_tokens: int) -> Judge
     return _from_mlflow(metric.genai_metric_args, spec.endpoints, temperature, max_tokens)
 
 
-def resolve_judges(config: EvalConfig) -> list[JudgeDef]:
-    """The built-in judges named by --judge and the custom ones from --judges-file."""
-    t, m = config.judge_temperature, config.judge_max_tokens
-    defs = [
-        builtin_judge(
-            spec,
-            t if spec.temperature is None else spec.temperature,
-            m if spec.max_tokens is None else spec.max_tokens,
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How a judge samples: the run's --judge-temperature and --judge-max-tokens, merged with a
+    judge's own (`--judge NAME:temperature=...`, a judges file's `parameters:`)."""
+
+    temperature: float
+    max_tokens: int
+
+    def merge(self, temperature: float | None = None, max_tokens: int | None = None) -> Sampling:
+        """These settings with a judge's own overrides (None keeps the run's)."""
+        return replace(
+            self,
+            temperature=self.temperature if temperature is None else temperature,
+            max_tokens=self.max_tokens if max_tokens is None else max_tokens,
         )
-        for spec in config.judges
-    ]
-    if config.judges_file is not None:
-        defs += load_custom_judges(config.judges_file, config.judge_endpoint, t, m)
+
+
+def resolve_judges(options: JudgingOptions) -> list[JudgeDef]:
+    """The built-in judges named by --judge and the custom ones from --judges-file."""
+    run = Sampling(temperature=options.temperature, max_tokens=options.max_tokens)
+    defs = []
+    for spec in options.judges:
+        own = run.merge(spec.temperature, spec.max_tokens)
+        defs.append(builtin_judge(spec, own.temperature, own.max_tokens))
+    if options.judges_file is not None:
+        defs += load_custom_judges(
+            options.judges_file, options.judges_yaml, options.judge_endpoint, run
+        )
     names = [d.name for d in defs]
     if len(set(names)) != len(names):
         raise ConfigError(f"A judge is named twice: {names}. Each metric needs its own name.")
@@ -224,13 +240,13 @@ class _CustomJudge:
 
 
 def load_custom_judges(
-    path: Path, default_endpoint: str, temperature: float, max_tokens: int
+    path: Path, loaded: Any, default_endpoint: str, sampling: Sampling
 ) -> list[JudgeDef]:
-    """Judges defined in a YAML file, built with MLflow's make_genai_metric.
+    """Judges defined in a YAML file (`loaded`: its content), built with MLflow's
+    make_genai_metric.
 
     Errors name the file and the YAML key (e.g. `judges[0].examples[1].score`).
     """
-    loaded = o.load_yaml(path, "Judges file", "Check --judges-file.")
     items = loaded.get("judges") if isinstance(loaded, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"Judges file {path}: expected a top-level 'judges:' list of judges.")
@@ -248,12 +264,12 @@ def load_custom_judges(
         except ValueError as exc:  # "<key path>: <what>" from a field's parser
             key, _, what = str(exc).partition(": ")
             raise fail(key, what) from None
-        out.append(_custom_judge(spec, where, fail, default_endpoint, temperature, max_tokens))
+        out.append(_custom_judge(spec, where, fail, default_endpoint, sampling))
     return out
 
 
 def _custom_judge(
-    spec: _CustomJudge, where: str, fail: Any, default: str, temperature: float, max_tokens: int
+    spec: _CustomJudge, where: str, fail: Any, default: str, sampling: Sampling
 ) -> JudgeDef:
     columns = list(spec.grading_context_columns)
     examples = []
@@ -274,8 +290,8 @@ def _custom_judge(
             )
         )
     endpoints = spec.endpoints or (spec.endpoint or default,)
-    t = temperature if spec.parameters.temperature is None else spec.parameters.temperature
-    m = max_tokens if spec.parameters.max_tokens is None else spec.parameters.max_tokens
+    own = sampling.merge(spec.parameters.temperature, spec.parameters.max_tokens)
+    t, m = own.temperature, own.max_tokens
     try:
         metric = genai.make_genai_metric(
             name=spec.name,

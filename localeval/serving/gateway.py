@@ -11,7 +11,7 @@ endpoints: a name it does not list is looked up in its route API.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,3 +156,34 @@ def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> 
         if isinstance(route, dict) and route.get("name") == name:
             _add_route(served, route)
     return served
+
+
+def users_gateway(url: str, endpoints: Iterable[str], gateway_config: Path) -> Served | None:
+    """What the gateway we did not start serves; the URLs behind its endpoints from the gateway
+    config (--gateway-config, or ours by default) where its endpoints and models match."""
+    served = query(url, endpoints)
+    if served is None:
+        return None
+    try:
+        in_file = from_config(read_gateway_config(gateway_config))
+    except ConfigError:
+        return served
+    return served.with_urls_from(in_file)
+
+
+def judge_concurrency(
+    asks: Mapping[str, Iterable[str]], default: int, given: bool, served: Served
+) -> dict[str, int]:
+    """Each judge's calls in flight (`asks`: judge key -> its endpoints): `default` when it was
+    given (--concurrency); else `default` for each server behind the judge's endpoints (each
+    destination of a route counts)."""
+    # The default (4) is sized for one local server: its slots never wait for the next prompt,
+    # and a queued call does not wait out --timeout behind many others. Several servers behind
+    # a judge get it each: a route sends each call to a destination picked at random, so a
+    # server often sits idle with few calls in flight (128 verdicts of 0.05 s, two single-slot
+    # servers behind a route: 4.7 s with 2 in flight, 3.7 s with 4, 3.4 s with 8; one: 6.5 s).
+    # The candidate's answers come from one server per model (models run one after the other):
+    # --concurrency as given or its default.
+    if given:
+        return {key: default for key in asks}
+    return {key: default * max(1, served.servers(names)) for key, names in asks.items()}

@@ -231,11 +231,10 @@ def embedded_model(model_id: str, url: str) -> ModelSpec:
     )  # fmt: skip
 
 
-def plan(serving: ServingOptions, judge_endpoints: set[str], candidates: bool = True) -> Resolved:
+def plan(serving: ServingOptions, candidates: bool = True) -> Resolved:
     """What answers already and what we must start, by probing (nothing is started yet).
 
     Args:
-        judge_endpoints: the gateway endpoints (or routes) the judges ask.
         candidates: False when the answers come from the data (no candidate server needed).
     """
     models = serving.models if candidates else ()
@@ -294,7 +293,7 @@ def plan(serving: ServingOptions, judge_endpoints: set[str], candidates: bool = 
     if (
         llm_url is not None
         or serving.stack == "embedded"
-        or not _upstreams_answer(served, judge_endpoints)
+        or not _upstreams_answer(served, serving.judge_endpoints)
     ):
         llm_url = llm_url or f"http://{LOOPBACK}:{free_port()}/v1"
         rendered = embedded_judge_config(user_config, serving.gateway_config, llm_url)
