@@ -10,6 +10,9 @@ tests/fake_openai.py answering every chat call after a fixed latency, one judge
   warm-cli    the same command in a fresh `python mlflow_evaluate.py` process: the fixed start-up
               of a real run (imports, tracking store, MLflow run, model log, report), no LLM call
   sequential  --concurrency 1 --no-cache: the article's one row at a time, every call paid
+  floor       not our code: a bare openai-SDK thread pool making the same calls (the rows'
+              answers from the server, then their verdicts through the gateway endpoint) at
+              --concurrency C: what the client and the servers' HTTP cost, the floor for cold
 
 and prints wall time, the ideal (LLM calls x latency / concurrency), their ratio, the start-up
 estimate, the LLM calls the fake server counted, and the peak resident memory of the run.
@@ -48,7 +51,9 @@ from fake_openai import FakeOpenAI  # noqa: E402
 
 MODEL, JUDGE = "fake-model", "chat"
 VERDICT = "score: 4\njustification: The answer covers the main points of the target."
-MODES = ("cold", "no-traces", "warm", "warm-cli", "sequential")
+MODES = ("cold", "no-traces", "warm", "warm-cli", "sequential", "floor")
+# Issue 23's bar: cold within 1.5x the floor (the same calls made by a bare SDK thread pool).
+FLOOR_BAR = 1.5
 # Issue 10's bar: a trace per row costs at most 10% of the cold run's wall time.
 TRACES_BAR = 1.10
 # Issue 4's bar: wall time within 1.5x the ideal, plus a fixed start-up under 15 s.
@@ -199,9 +204,48 @@ class Bench:
         return Result(rows, mode, wall, ideal, candidate, judge, peak, code)
 
 
+def _floor(bench: Bench, rows: int, concurrency: int) -> Result:
+    """The same calls as a cold run, by the openai SDK alone: the answers, then the verdicts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    before = bench._calls()
+    with _PeakRss() as rss:
+        started = time.perf_counter()
+        server = OpenAI(base_url=bench.fake.url, api_key="x", max_retries=0)
+        gateway = OpenAI(base_url=f"{bench.fake.root}/v1", api_key="x", max_retries=0)
+        with ThreadPoolExecutor(concurrency) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: (
+                        server.chat.completions.create(
+                            model=MODEL,
+                            messages=[{"role": "user", "content": f"What is item {i}?"}],
+                        )
+                        .choices[0]
+                        .message.content
+                    ),
+                    range(rows),
+                )
+            )
+            list(
+                pool.map(
+                    lambda a: gateway.chat.completions.create(
+                        model=JUDGE, messages=[{"role": "user", "content": f"Grade: {a}"}]
+                    ),
+                    answers,
+                )
+            )
+        wall = time.perf_counter() - started
+    return bench._result(rows, "floor", wall, before, rss.peak, 0, concurrency)
+
+
 def _run_mode(
     bench: Bench, rows: int, mode: str, data: Path, cached: list[str], concurrency: int, rep: int
 ) -> Result:
+    if mode == "floor":
+        return _floor(bench, rows, concurrency)
     if mode == "sequential":
         return bench.run(rows, mode, bench.flags(data, "--no-cache", "--concurrency", "1"), 1)
     if mode == "no-traces":  # cold, without the trace per row
@@ -287,6 +331,12 @@ def _verdicts(results: list[Result], startup: dict[int, float]) -> list[str]:
                 lines.append(f"N={rows} {r.mode} re-run: {r.calls} LLM calls: {verdict}")
         if cold and seq:
             lines.append(f"N={rows} sequential / cold wall: {seq.wall_s / cold.wall_s:.1f}x")
+        if cold and (floor := by.get((rows, "floor"))):
+            ratio = cold.wall_s / floor.wall_s
+            lines.append(
+                f"N={rows} cold {cold.wall_s:.2f} s / floor (bare SDK pool) {floor.wall_s:.2f} s "
+                f"= {ratio:.2f} <= {FLOOR_BAR:g}: {'PASS' if ratio <= FLOOR_BAR else 'FAIL'}"
+            )
         if cold and (bare := by.get((rows, "no-traces"))):
             ratio = cold.wall_s / bare.wall_s
             lines.append(

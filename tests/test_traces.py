@@ -324,47 +324,41 @@ def _built_rows():
     ]  # fmt: skip
 
 
-def _trace_tables(tracking_uri: str) -> dict[str, list[tuple]]:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(tracking_uri)
-    tables = ("trace_info", "trace_tags", "trace_request_metadata", "assessments", "spans")
-    with engine.connect() as conn:
-        out = {t: sorted(map(tuple, conn.exec_driver_sql(f"SELECT * FROM {t}"))) for t in tables}
-    engine.dispose()
-    return out
-
-
-def test_sql_traces_match_mlflow_own_writes(tmp_path):
-    """`trace_store` writes the rows MLflow's start_trace + log_spans write, column for column:
-    the MLflow UI reads the same traces."""
+def test_written_traces_read_back_through_mlflow_public_api(tmp_path):
+    """Traces written whole (`mlflow_internals.TraceStore`) read back through MLflow's public
+    search: spans, assessments with their scores or errors, the run they came from."""
     import mlflow
-    from mlflow.tracing.client import TracingClient
 
-    from localeval.tracking import trace_store
+    from localeval.tracking.mlflow_internals import TraceStore
     from localeval.tracking.traces import TraceSettings, build
 
-    stores = {}
-    for name in ("mlflow", "ours"):  # two fresh stores: the experiment is "1" in both
-        uri = f"sqlite:///{tmp_path / name}.db"
-        mlflow.MlflowClient(uri).create_experiment("x", artifact_location=str(tmp_path / "a"))
-        stores[name] = uri
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=str(tmp_path / "a"))
+    run_id = client.create_run(experiment).info.run_id
     settings = TraceSettings(
-        "0" * 32, "1", "m", "http://127.0.0.1:1/v1", "Be brief.",
+        run_id, experiment, "m", "http://127.0.0.1:1/v1", "Be brief.",
         {"temperature": 0.0, "max_tokens": 64}, {"chat": "up", "chat2": "up2"}, "prefix-v2",
         "digest", lambda row, key, verdict: f"Grade {row.answer.text}", {"k": "v"},
     )  # fmt: skip
     built = [build(row, settings) for row in _built_rows()]
+    TraceStore(uri).write(experiment, built)
+    client.link_traces_to_run([info.trace_id for info, _ in built], run_id)
 
-    theirs = TracingClient(stores["mlflow"])
-    for info, _ in built:
-        theirs.start_trace(info)
-    theirs.log_spans("1", [span for _, spans in built for span in spans])
-    write = trace_store.sql_writer(TracingClient(stores["ours"]).store, "1")
-    assert write is not None
-    write(built)
-
-    expected, got = _trace_tables(stores["mlflow"]), _trace_tables(stores["ours"])
-    assert len(got["trace_info"]) == 4 and len(got["spans"]) == 3 + 2 + 3 + 6
-    for table in expected:
-        assert got[table] == expected[table], table
+    traces = client.search_traces(experiment_ids=[experiment], run_id=run_id, max_results=10)
+    by_row = {t.info.trace_metadata["localeval.row"]: t for t in traces}
+    assert sorted(by_row) == ["1", "2", "3", "4"]
+    assert [len(by_row[r].data.spans) for r in "1234"] == [3, 2, 3, 6]
+    first = by_row["1"]
+    assert first.info.trace_metadata["mlflow.sourceRun"] == run_id
+    assert first.data.spans[0].start_time_ns == int(1_700_000_000.0 * 1e9)  # the call's own clock
+    similarity = [a for a in first.info.assessments if a.name == "answer_similarity"]
+    assert [a.value for a in similarity] == [4.0]
+    assert similarity[0].rationale == "Close to the target."
+    expected = [a for a in first.info.assessments if a.name == "expected_response"]
+    assert [a.value for a in expected] == ["Une plateforme."]
+    (unread,) = [a for a in by_row["3"].info.assessments if a.name == "answer_similarity"]
+    assert unread.value is None and unread.error.error_code == "parse_failure"
+    assert by_row["2"].info.state.value == "ERROR"  # the candidate's call failed
+    both = {a.name for a in by_row["4"].info.assessments}
+    assert "answer_similarity [chat2 2]" in both  # each endpoint and repeat, beside the combined

@@ -2,11 +2,11 @@
 them: the row's request and the answer, a span for the candidate call and one per judge call,
 each verdict as feedback on the trace and the ground truth as an expectation.
 
-Traces are written from the typed rows after their calls, by a background thread, in batches:
-on a SQL store each batch's traces, spans and assessments in one transaction (`trace_store`),
-else with MLflow's tracing client (pinned 3.17): a `start_trace` per trace, one `log_spans`.
-MLflow's own exporter writes each span, trace and assessment in a transaction of its own: 200
-rows took 6.6 s that way.
+Traces are written from the typed rows after their calls, by a background thread, in batches,
+with the tracing client MLflow's exporter uses (`mlflow_internals`): a `start_trace` per trace
+(its assessments with it), one `log_spans` per batch, then one public `link_traces_to_run`.
+MLflow's public span API writes each span, trace and assessment in a call of its own, with the
+clock of the moment: 200 rows took 6.6 s that way.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow import MlflowClient
 from mlflow.entities import (
     AssessmentError,
     AssessmentSource,
@@ -31,12 +32,15 @@ from mlflow.entities import (
     TraceLocation,
     TraceState,
 )
-from mlflow.tracing.client import TracingClient
-from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey, TraceTagKey
-from mlflow.tracing.utils import aggregate_usage_from_spans
 
 from ..types import Call, RowResult, Score, Verdict
-from . import trace_store
+from .mlflow_internals import (
+    SpanAttributeKey,
+    TraceMetadataKey,
+    TraceStore,
+    TraceTagKey,
+    aggregate_usage_from_spans,
+)
 
 EXPECTATION = "expected_response"  # the name mlflow.genai.evaluate gives a row's ground truth
 _SOURCE_RUN_ID = "mlflow.assessment.sourceRunId"  # AssessmentMetadataKey.SOURCE_RUN_ID
@@ -45,7 +49,6 @@ _PREVIEW = 1000  # characters of request/response kept in the trace list's previ
 # rows (or the last one): 25 a write cost 1.2 ms a row, 100 0.8 ms (a commit, an experiment
 # lookup and a link call each), interpreter time the run's calls need meanwhile.
 _BATCH = 100
-_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -264,13 +267,13 @@ class TraceWriter:
     """
 
     def __init__(self, tracking_uri: str, settings: TraceSettings, enabled: bool = True) -> None:
-        self.client = TracingClient(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.traces = TraceStore(tracking_uri)
         self.settings = settings
         self.enabled = enabled
         self.trace_ids: list[str] = []
         self.error: str | None = None
         self._queue: queue.Queue[RowResult | None] = queue.Queue()
-        self._sql: Any = _UNSET  # trace_store.sql_writer's, on the first write
         self._thread = threading.Thread(target=self._work, name="traces", daemon=True)
         if enabled:
             self._thread.start()
@@ -296,18 +299,9 @@ class TraceWriter:
             return
         try:
             built = [build(row, self.settings) for row in rows]
-            if self._sql is _UNSET:
-                self._sql = trace_store.sql_writer(self.client.store, self.settings.experiment_id)
-            if self._sql is not None:
-                self._sql(built)
-            else:  # a tracking server
-                for info, _ in built:
-                    self.client.start_trace(info)
-                self.client.log_spans(
-                    self.settings.experiment_id, [s for _, spans in built for s in spans]
-                )
+            self.traces.write(self.settings.experiment_id, built)
             ids = [info.trace_id for info, _ in built]
-            self.client.store.link_traces_to_run(ids, self.settings.run_id)
+            self.client.link_traces_to_run(ids, self.settings.run_id)
             self.trace_ids += ids
         except Exception as exc:  # the evaluation stands without its traces
             self.error = f"{type(exc).__name__}: {exc}"
