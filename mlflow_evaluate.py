@@ -12,6 +12,7 @@ from contextlib import ExitStack
 
 from localeval import workspace
 from localeval.config.settings import resolve
+from localeval.config.slices import OutputOptions
 from localeval.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -76,14 +77,14 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
             from localeval.output.publish import publish
             from localeval.runner import run
             from localeval.tracking.feedback import agreement_run
-            from localeval.tracking.mlflow_run import quiet_mlflow
+            from localeval.tracking.mlflow_run import log_text, quiet_mlflow
 
             with quiet_mlflow():
                 if config.agreement is not None:
                     outcome = agreement_run(config)
                 else:
                     outcome = run(config, launch, services)
-                publish(outcome, config)
+                publish(outcome, OutputOptions.of(config), log_text(outcome.tracking_uri))
         if outcome.gate_failures:
             gates = [g for g, on in (("--fail-under", config.fail_under),
                                      ("--fail-if-worse", config.fail_if_worse)) if on]  # fmt: skip

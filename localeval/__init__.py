@@ -1,9 +1,10 @@
 """Evaluate a local LLM with LLM-as-a-judge metrics in MLflow, the judge behind an AI Gateway.
 
-Data flow, one module each: config → dataset → candidate (answers) → grading (verdicts) →
-tracking (the MLflow run) → report, html_report, export. `types` holds what they all share;
-`stack` starts the embedded servers; `client`, `cache` and `transport` are the one way the
-candidate and the judges call a model.
+The pipeline, one folder per stage (ARCHITECTURE.md): `config` (the flags, cut into slices) →
+`dataset` → `candidate` (the answers) → `judging` (the verdicts) → `tracking` (the MLflow run)
+→ `output` (terminal, HTML, exports); `serving` starts and checks the servers, `calls` is the one
+way the candidate and the judges call a model, `types` holds the records they all share.
+Importing this package costs no MLflow import; the names below are its public face.
 """
 
 from .config.settings import EvalConfig, resolve

@@ -89,7 +89,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         notes.append(
             f"the judge is the embedded {stack.EMBEDDED_MODEL_ID}, a stand-in: its scores show "
             "that the pipeline works, not how good the answers are. Point the 'chat' endpoint "
-            f"of {serving.gateway_config} at a real judge (README: 'Can I trust my judge?')."
+            f"of {serving.gateway_config} at a real judge (docs/trusting-a-judge.md: 'Can I "
+            "trust my judge?')."
         )
     judge_format = judging.judge_format
     if judge_format == "auto":

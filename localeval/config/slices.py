@@ -172,3 +172,24 @@ class CacheOptions:
     @classmethod
     def of(cls, config: EvalConfig) -> CacheOptions:
         return cls(folder=config.cache_dir, read=not (config.no_cache or config.refresh))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    """What the user reads after the run, and where files go (`output/`)."""
+
+    rows: str  # the terminal's per-row listing: compact, all, failed, none
+    verbose: bool
+    report: Path | None  # --report: the HTML page
+    output: Path | None  # --output: per-row and aggregate exports
+    agreement_only: bool  # --agreement: no rows to show, the agreement alone
+
+    @classmethod
+    def of(cls, config: EvalConfig) -> OutputOptions:
+        return cls(
+            rows=config.rows,
+            verbose=config.verbose,
+            report=config.report,
+            output=config.output,
+            agreement_only=config.agreement is not None,
+        )

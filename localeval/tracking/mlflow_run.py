@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,6 +57,11 @@ _EXPECTED_WARNINGS = (
     (FutureWarning, r"mlflow"),
     (DeprecationWarning, r"mlflow|pydantic|pkg_resources"),
 )
+
+
+def log_text(tracking_uri: str) -> Callable[[str, str, str], object]:
+    """What logs a text as an artifact of a run in this store: (run id, text, artifact path)."""
+    return MlflowClient(tracking_uri).log_text
 
 
 @contextmanager
