@@ -251,3 +251,102 @@ def kappa_interval(
     if not kappas:
         return math.nan, math.nan
     return _interval(np.array(kappas), confidence)
+
+
+def length_controlled(
+    outcomes: Sequence[float], length_diffs: Sequence[float]
+) -> tuple[float, float]:
+    """AlpacaEval 2's length control reduced to one pair of versions: a logistic regression of
+    each row's outcome for B (1 win, 0.5 tie, 0 loss; a tie enters as half a win and half a
+    loss) on the standardized length difference (B's minus A's), read at no difference.
+
+    Returns (the win rate at equal length, the length coefficient per standard deviation); NaN
+    for both without rows; (the raw rate, 0) when the lengths do not vary or one outcome is all
+    there is (nothing to regress on)."""
+    y = np.asarray(outcomes, dtype=float)
+    x = np.asarray(length_diffs, dtype=float)
+    if len(y) == 0:
+        return math.nan, math.nan
+    sd = x.std()
+    if sd == 0 or (np.all(y == y[0]) and y[0] in (0.0, 1.0)):
+        return float(y.mean()), 0.0
+    from sklearn.linear_model import LogisticRegression
+
+    z = (x / sd).reshape(-1, 1)
+    # Each row twice, as a win weighted by its outcome and a loss weighted by the rest.
+    features = np.vstack([z, z])
+    labels = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
+    weights = np.concatenate([y, 1 - y])
+    keep = weights > 0
+    model = LogisticRegression(C=1e6, max_iter=1000)  # near-unpenalised: the MLE
+    model.fit(features[keep], labels[keep], sample_weight=weights[keep])
+    intercept, coef = float(model.intercept_[0]), float(model.coef_[0][0])
+    return 1 / (1 + math.exp(-intercept)), coef
+
+
+def bradley_terry(
+    versions: Sequence[str],
+    rows: Sequence[Sequence[tuple[int, int, float]]],
+    confidence: float = CONFIDENCE,
+    n_resamples: int = 200,
+    seed: int = SEED,
+) -> dict[str, tuple[float, float, float]]:
+    """Bradley–Terry strengths of several versions from head-to-head outcomes, as Chatbot Arena
+    fits them: a logistic regression without intercept on +1 (the second) / -1 (the first)
+    columns, a tie half a win; shown on its Elo-like scale (400 log10 odds, mean 1000).
+
+    Args:
+        rows: per data row, its comparisons (i, j, outcome for j: 1 win, 0.5 tie, 0 loss); rows
+            (all their comparisons together) are resampled for the intervals.
+
+    Returns version -> (score, ci_low, ci_high); intervals percentile, `n_resamples` rounds.
+    """
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be at least 1")
+    flat = [list(r) for r in rows if r]
+    point = _bt_fit(len(versions), [c for r in flat for c in r])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        picked = rng.integers(0, len(flat), len(flat)) if flat else []
+        draws.append(_bt_fit(len(versions), [c for i in picked for c in flat[i]]))
+    samples = np.array(draws)
+    out = {}
+    for k, name in enumerate(versions):
+        low, high = _interval(samples[:, k], confidence)
+        out[name] = (float(point[k]), low, high)
+    return out
+
+
+def _bt_fit(n: int, comparisons: Sequence[tuple[int, int, float]]) -> np.ndarray:
+    """Elo-scale strengths (mean 1000); all 1000 without comparisons."""
+    if not comparisons:
+        return np.full(n, 1000.0)
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.zeros((len(comparisons), n))
+    for row, (i, j, _) in enumerate(comparisons):
+        x[row, i], x[row, j] = -1.0, 1.0
+    y = np.array([c[2] for c in comparisons], dtype=float)
+    # Each comparison as a win of j weighted by its outcome and a loss by the rest, and mirrored
+    # (-x, the other label): the same likelihood, and both labels present even when one version
+    # won every comparison.
+    features = np.vstack([x, x, -x, -x])
+    labels = np.concatenate([np.ones(len(y)), np.zeros(len(y)), np.zeros(len(y)), np.ones(len(y))])
+    weights = np.concatenate([y, 1 - y, y, 1 - y])
+    keep = weights > 0
+    # A mild penalty (C=100) keeps a version that won every comparison finite.
+    model = LogisticRegression(C=100.0, fit_intercept=False, max_iter=1000)
+    model.fit(features[keep], labels[keep], sample_weight=weights[keep])
+    beta = model.coef_[0] * 400 / math.log(10)
+    return beta - beta.mean() + 1000.0
+
+
+def separability(scores: dict[str, tuple[float, float, float]]) -> float:
+    """Share of version pairs whose intervals do not overlap (Arena-Hard's separability)."""
+    names = list(scores)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if not pairs:
+        return math.nan
+    apart = sum(scores[a][1] > scores[b][2] or scores[b][1] > scores[a][2] for a, b in pairs)
+    return apart / len(pairs)
