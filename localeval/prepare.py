@@ -32,6 +32,7 @@ from .judging.gate import check_names
 from .judging.grading import Grader, GradingOptions, prompt_version
 from .judging.judges import JudgeDef, judge_roles, needed_columns, resolve_judges
 from .launch import Launch, early
+from .prompts import ANSWER_PREFERENCE_VERSION
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
 from .tracking import mlflow_run as tracking
@@ -55,6 +56,7 @@ class Prepared:
     grading: GradingOptions
     calls: Runtime
     tracking: TrackingOptions
+    judging: JudgingOptions
     fail_under: tuple[Threshold, ...]
     tracking_uri: str
     experiment_id: str
@@ -132,6 +134,14 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
     params["judge_format_used"] = judge_format
     params[LAYOUT_PARAM] = layout
     params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
+    if judging.pairwise and len(models) < 2:
+        raise ConfigError(
+            "--pairwise compares models head to head: name two or more with --model "
+            "(e.g. --model A,B); against a --baseline run it is not built yet."
+        )
+    if judging.pairwise:
+        params["pairwise/prompt_version"] = ANSWER_PREFERENCE_VERSION
+        params["pairwise/endpoint"] = judging.judge_endpoint
     if track.fail_if_worse and track.baseline is None:
         raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
     # The data last among the checks that need no call: it may be the slowest to read.
@@ -199,6 +209,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         grading=grading,
         calls=Runtime.from_config(config),
         tracking=track,
+        judging=judging,
         fail_under=judging.fail_under,
         tracking_uri=tracking_uri,
         experiment_id=experiment_id,

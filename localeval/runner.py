@@ -4,6 +4,7 @@ verdicts, its MLflow run), compare the models, check the gate.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -16,9 +17,11 @@ from .calls.transport import Transport, activate
 from .candidate.model import log_candidate
 from .candidate.settings import answer_all, candidate_settings
 from .config.settings import EvalConfig
+from .judging import pairwise
 from .judging.gate import check_gate
 from .judging.grading import Grader
 from .judging.judges import JudgeDef
+from .judging.pairwise import PairwiseJudge
 from .launch import Launch
 from .prepare import Prepared, prepare
 from .redact import mask
@@ -163,6 +166,53 @@ def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[
     return out
 
 
+def _head_to_head(p: Prepared, results: Sequence[ModelResult], transport: Transport) -> list[str]:
+    """Every pair of models judged head to head on each row, in both orders; the figures logged
+    on the comparison's parent run; one line per pair (and the strengths for three or more)."""
+    judge = PairwiseJudge(
+        p.judging.judge_endpoint,
+        p.grading,
+        transport,
+        p.judging.temperature,
+        p.judging.max_tokens,
+    )
+    mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
+    samples = p.dataset.samples
+    lines, comparisons = [], [[] for _ in samples]
+    for i, j in itertools.combinations(range(len(results)), 2):
+        a, b = results[i], results[j]
+        rows = judge.judge_all(
+            samples,
+            [r.answer for r in a.rows],
+            [r.answer for r in b.rows],
+            f"head to head {b.model.id} vs {a.model.id}",
+        )
+        figures = pairwise.figures(a.model.id, b.model.id, rows)
+        mlflow.log_metrics(pairwise.pair_metrics(figures))
+        lines.append(pairwise.headline(figures))
+        for k, row in enumerate(rows):
+            if row.outcome is not None:
+                won = {"b": 1.0, "tie": 0.5, "a": 0.0}[row.outcome]
+                comparisons[k].append((i, j, won))
+    if len(results) >= 3:
+        names = [r.model.id for r in results]
+        strengths = stats.bradley_terry(names, comparisons, seed=stats.SEED)
+        for name, (score, low, high) in strengths.items():
+            key = f"pairwise/{pairwise.metric_name(name)}/bt_score"
+            mlflow.log_metrics({key: score, f"{key}_ci_low": low, f"{key}_ci_high": high})
+        ranking = sorted(strengths, key=lambda n: -strengths[n][0])
+        shown = ", ".join(
+            f"{n} {strengths[n][0]:.0f} [{strengths[n][1]:.0f}, {strengths[n][2]:.0f}]"
+            for n in ranking
+        )
+        apart = stats.separability(strengths)
+        lines.append(
+            f"head to head, Bradley-Terry strengths (95% intervals, 200 row resamples): {shown}; "
+            f"{apart:.0%} of the pairs are separable"
+        )
+    return lines
+
+
 def _log_comparison(outcome: Outcome) -> None:
     """The model × metric table and the paired comparisons, on the parent run."""
     table = {r.model.id: {k: v for k, v in r.metrics.items() if v == v} for r in outcome.results}
@@ -221,6 +271,8 @@ def run(
                     outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
+                if p.judging.pairwise:
+                    outcome.notes += _head_to_head(p, outcome.results, transport)
                 _log_comparison(outcome)
         outcome.gate_failures = check_gate(p.fail_under, outcome.results, p.tracking.fail_if_worse)
         return outcome

@@ -118,6 +118,12 @@ class EvalConfig:
         "CI gate: exit 4 when a judge's 95%% interval against --baseline lies below zero",
         parse=o.boolean, switch=True,
     )  # fmt: skip
+    pairwise: bool = option(
+        False,
+        "head to head: with several models, a judge compares every pair of models' answers on "
+        "each row, in both orders (2 judge calls per pair and row), beside the judges' grades",
+        parse=o.boolean, switch=True,
+    )  # fmt: skip
     judge_endpoint: str = option(
         "chat", "gateway endpoint for judges without @ENDPOINT", parse=o.text, metavar="NAME"
     )

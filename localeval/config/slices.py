@@ -89,6 +89,7 @@ class JudgingOptions:
     concurrency_given: bool  # --concurrency given: the same for every judge, however served
     quiet: bool
     fail_under: tuple[Threshold, ...]  # checked against the metrics the judges will log
+    pairwise: bool  # head to head between the run's models
 
     @classmethod
     def of(cls, config: EvalConfig) -> JudgingOptions:
@@ -109,6 +110,7 @@ class JudgingOptions:
             concurrency_given="concurrency" in config.given,
             quiet=config.quiet,
             fail_under=tuple(config.fail_under),
+            pairwise=config.pairwise,
         )
 
 

@@ -13,23 +13,33 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .. import stats
+from ..calls.client import CallFailed, Endpoint, call_of
+from ..calls.pool import map_ordered
+from ..calls.transport import Transport
 from ..prompts import (
     ANSWER_PREFERENCE_V1,
+    ANSWER_PREFERENCE_VERSION,
+    JUSTIFICATION_CHARS,
+    PREFERENCE_GRAMMAR_V1,
     PREFERENCE_JSON_V1,
     PREFERENCE_REFERENCE_V1,
     PREFERENCE_TEXT_V1,
 )
+from ..types import Answer, Call, Sample
+from .grading import GradingOptions
 from .verdict import quote_answer
 
 Pick = Literal["A", "B", "tie"]  # as shown: A = the answer shown first
 Outcome = Literal["a", "b", "tie"]  # per version: which of the pair (a, b) won
-# Why a pairwise verdict or row has none: the judge's fault in each case.
-Unread = Literal["no_verdict", "several_verdicts", "judge_error"]
+# Why a pairwise verdict has none: the judge's fault (no tag, several, cut off before its verdict,
+# a failed call), or the candidate's (one of the two answers is missing: nothing to compare).
+Unread = Literal["no_verdict", "several_verdicts", "cut_off", "judge_error", "no_answer"]
 
 _TAG = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 _PICKS: dict[str, Pick] = {"A": "A", "B": "B", "C": "tie"}
@@ -55,6 +65,7 @@ class OrderVerdict:
     explanation: str | None = None
     reason: Unread | None = None  # set exactly when pick is None
     raw: str | None = None
+    call: Call | None = None
 
 
 def parse_text(reply: str | None) -> OrderVerdict:
@@ -203,3 +214,114 @@ def headline(f: PairFigures) -> str:
     if f.mostly_length:
         text += "; the judge's preference follows the answers' length"
     return text + "."
+
+
+class PairwiseJudge:
+    """Asks one gateway endpoint which of two answers is better, each row in both orders, with
+    the cache, retries and concurrency of every judge call (`calls.transport`)."""
+
+    version = ANSWER_PREFERENCE_VERSION
+
+    def __init__(
+        self,
+        endpoint: str,
+        options: GradingOptions,
+        transport: Transport,
+        temperature: float,
+        max_tokens: int,
+    ) -> None:
+        self.name = endpoint
+        self.options = options
+        self.transport = transport
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.use_json = options.judge_format == "json"
+
+    def endpoint(self) -> Endpoint:
+        extra: dict[str, Any] = {}
+        if self.use_json and self.options.grammar:
+            extra["grammar"] = PREFERENCE_GRAMMAR_V1.format(chars=JUSTIFICATION_CHARS)
+        elif self.use_json:
+            extra["response_format"] = {"type": "json_object"}
+        return Endpoint(
+            self.options.gateway_url.rstrip("/") + "/v1",
+            self.name,
+            self.temperature,
+            self.max_tokens,
+            extra,
+            self.options.server_ids.get(self.name),
+        )
+
+    def ask(self, sample: Sample, first: str, second: str) -> OrderVerdict:
+        """One order: `first` shown as answer A. The cache key holds both answers and the order
+        (they are in the prompt)."""
+        prompt = render(sample.input, first, second, sample.target, self.use_json)
+        client = self.transport.client(self.endpoint())
+        started = time.time()
+        try:
+            reply = client.complete([{"role": "user", "content": prompt}])
+        except CallFailed as exc:
+            call = Call(started, time.time() - started)
+            return OrderVerdict(pick=None, reason="judge_error", raw=exc.reason, call=call)
+        verdict = (parse_json if self.use_json else parse_text)(reply.text)
+        call = call_of(reply, started)
+        if verdict.pick is None and reply.finish_reason == "length":
+            return OrderVerdict(pick=None, reason="cut_off", raw=reply.text, call=call)
+        return OrderVerdict(
+            pick=verdict.pick,
+            explanation=verdict.explanation,
+            reason=verdict.reason,
+            raw=reply.text,
+            call=call,
+        )
+
+    def judge_row(self, sample: Sample, a: Answer, b: Answer) -> PairRow:
+        if a.text is None or b.text is None or a.failed or b.failed:
+            missing = OrderVerdict(pick=None, reason="no_answer")
+            return PairRow(a_first=missing, b_first=missing)
+        return PairRow(
+            a_first=self.ask(sample, a.text, b.text),
+            b_first=self.ask(sample, b.text, a.text),
+            length_a=len(a.text),
+            length_b=len(b.text),
+        )
+
+    def judge_all(
+        self,
+        samples: Sequence[Sample],
+        answers_a: Sequence[Answer],
+        answers_b: Sequence[Answer],
+        desc: str,
+    ) -> list[PairRow]:
+        """Every row of a pair of versions, `options.concurrency` rows at a time."""
+        return map_ordered(
+            lambda i: self.judge_row(samples[i], answers_a[i], answers_b[i]),
+            range(len(samples)),
+            self.options.concurrency,
+            desc,
+            quiet=self.options.quiet,
+        )
+
+
+def metric_name(model_id: str) -> str:
+    """A model id as a part of an MLflow metric name (letters, digits, `_-. ` kept)."""
+    return re.sub(r"[^A-Za-z0-9_.\- ]", "_", model_id)
+
+
+def pair_metrics(f: PairFigures) -> dict[str, float]:
+    """`pairwise/<A>_vs_<B>/...`: the figures for B against A, as MLflow metrics."""
+    prefix = f"pairwise/{metric_name(f.a)}_vs_{metric_name(f.b)}"
+    values = {
+        "win_rate": f.win_rate,
+        "win_rate_ci_low": f.ci_low,
+        "win_rate_ci_high": f.ci_high,
+        "wins": f.wins,
+        "ties": f.ties,
+        "losses": f.losses,
+        "consistency": f.consistency,
+        "first_position_rate": f.first_position_rate,
+        "unscored": f.unscored,
+        "lc_win_rate": f.lc_win_rate,
+        "length_coef": f.length_coef,
+    }
+    return {f"{prefix}/{k}": float(v) for k, v in values.items() if v == v}  # NaN: not logged
