@@ -134,10 +134,10 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
     params["judge_format_used"] = judge_format
     params[LAYOUT_PARAM] = layout
     params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})
-    if judging.pairwise and len(models) < 2:
+    if judging.pairwise and len(models) < 2 and track.baseline is None:
         raise ConfigError(
-            "--pairwise compares models head to head: name two or more with --model "
-            "(e.g. --model A,B); against a --baseline run it is not built yet."
+            "--pairwise compares versions head to head: name two or more models with --model "
+            "(e.g. --model A,B), or compare with an earlier run: --baseline last."
         )
     if judging.pairwise:
         params["pairwise/prompt_version"] = ANSWER_PREFERENCE_VERSION

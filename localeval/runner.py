@@ -48,11 +48,13 @@ def evaluate_model(
     graders: Sequence[Grader],
     transport: Transport,
     model: Any,
+    gate_failures: list[str] | None = None,
 ) -> tuple[ModelResult, list[str]]:
     """One model: its MLflow run, every row's answer, every judge's verdicts, the evaluation.
 
     Args:
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
+        gate_failures: where a --fail-if-worse failure head to head is added.
     """
     settings = candidate_settings(p.candidate, spec)
     samples = p.dataset.samples
@@ -112,6 +114,11 @@ def evaluate_model(
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
                 mlflow.log_metrics(baseline_metrics(result.vs_baseline))
+                if p.judging.pairwise:
+                    lines, failed = _against_baseline(p, result, transport)
+                    notes = [*notes, *lines]
+                    if failed and gate_failures is not None:
+                        gate_failures.append(failed)
         finally:
             failed = writer.close()
         if failed is not None:
@@ -166,16 +173,46 @@ def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[
     return out
 
 
-def _head_to_head(p: Prepared, results: Sequence[ModelResult], transport: Transport) -> list[str]:
-    """Every pair of models judged head to head on each row, in both orders; the figures logged
-    on the comparison's parent run; one line per pair (and the strengths for three or more)."""
-    judge = PairwiseJudge(
+def _pairwise_judge(p: Prepared, transport: Transport) -> PairwiseJudge:
+    return PairwiseJudge(
         p.judging.judge_endpoint,
         p.grading,
         transport,
         p.judging.temperature,
         p.judging.max_tokens,
     )
+
+
+def _against_baseline(
+    p: Prepared, result: ModelResult, transport: Transport
+) -> tuple[list[str], str | None]:
+    """This run's answers against the baseline run's, head to head in both orders; the figures
+    on this run (`pairwise/baseline_vs_<model>/...`); --fail-if-worse fails when the win rate's
+    interval lies below one half."""
+    base = p.baseline
+    assert base is not None
+    if len(base.answers) != len(result.rows):
+        return [f"--pairwise: {base.label} holds no answers to compare with"], None
+    theirs = [Answer(a, None if a is not None else "failed in the baseline") for a in base.answers]
+    rows = _pairwise_judge(p, transport).judge_all(
+        p.dataset.samples, theirs, [r.answer for r in result.rows], "head to head vs baseline"
+    )
+    mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
+    figures = pairwise.figures(base.label, result.model.id, rows)
+    mlflow.log_metrics(pairwise.pair_metrics(figures, a="baseline"))
+    failed = None
+    if p.tracking.fail_if_worse and figures.ci_high < 0.5:
+        failed = (
+            f"{result.model.id} loses head to head against {base.label}: win rate "
+            f"{figures.win_rate:.0%} [{figures.ci_low:.0%}, {figures.ci_high:.0%}], below one half"
+        )
+    return [pairwise.headline(figures)], failed
+
+
+def _head_to_head(p: Prepared, results: Sequence[ModelResult], transport: Transport) -> list[str]:
+    """Every pair of models judged head to head on each row, in both orders; the figures logged
+    on the comparison's parent run; one line per pair (and the strengths for three or more)."""
+    judge = _pairwise_judge(p, transport)
     mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
     samples = p.dataset.samples
     lines, comparisons = [], [[] for _ in samples]
@@ -257,8 +294,11 @@ def run(
             )
             for spec in p.models
         ]
+        pairwise_failures: list[str] = []
         if len(p.models) == 1:
-            result, notes = evaluate_model(p, p.models[0], graders, transport, models[0])
+            result, notes = evaluate_model(
+                p, p.models[0], graders, transport, models[0], pairwise_failures
+            )
             outcome.notes += notes
             outcome.results.append(result)
         else:
@@ -267,7 +307,9 @@ def run(
                 mlflow.set_tags(tracking.user_tags(p.tracking.tags))
                 mlflow.log_params(p.tracking.params)
                 for spec, model in zip(p.models, models):
-                    result, notes = evaluate_model(p, spec, graders, transport, model)
+                    result, notes = evaluate_model(
+                        p, spec, graders, transport, model, pairwise_failures
+                    )
                     outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
@@ -275,4 +317,5 @@ def run(
                     outcome.notes += _head_to_head(p, outcome.results, transport)
                 _log_comparison(outcome)
         outcome.gate_failures = check_gate(p.fail_under, outcome.results, p.tracking.fail_if_worse)
+        outcome.gate_failures += pairwise_failures
         return outcome

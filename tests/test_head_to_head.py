@@ -100,4 +100,36 @@ def test_an_unreadable_verdict_is_unscored_not_counted(
 def test_pairwise_needs_two_models(fake, run_args, capsys):
     code, _, err = evaluate(run_args + ["--pairwise"], capsys)
     assert code == 2
-    assert "--pairwise compares models head to head" in err and "Traceback" not in err
+    assert "--pairwise compares versions head to head" in err and "Traceback" not in err
+
+
+def test_against_the_baseline_run_and_the_gate(fake, run_args, capsys, tracking_uri, request):
+    import mlflow
+
+    def fair(shown):
+        better = max(shown, key=lambda k: RANK[shown[k]])
+        return f"[[{better}]]"
+
+    _serve(fake, fair)
+    assert evaluate(run_args, capsys)[0] == 0  # the baseline: "weak answer" on every row
+    ANSWERS["fake-model"] = "best answer"  # the new version
+    try:
+        code, out, err = evaluate(
+            run_args + ["--baseline", "last", "--pairwise", "--no-cache"], capsys
+        )
+        assert code == 0, err
+        assert "fake-model vs baseline" in out and "wins 100%" in out, out[-1500:]
+        client = mlflow.MlflowClient(tracking_uri)
+        exp = client.get_experiment_by_name(request.node.name)
+        newest = client.search_runs([exp.experiment_id], order_by=["attribute.start_time DESC"])[0]
+        metrics = newest.data.metrics
+        assert metrics["pairwise/baseline_vs_fake-model/win_rate"] == 1.0
+        assert metrics["pairwise/baseline_vs_fake-model/consistency"] == 1.0
+        # Worse than the last run, head to head: --fail-if-worse exits 4, everything logged.
+        ANSWERS["fake-model"] = "weak answer"
+        args = run_args + ["--baseline", "last", "--pairwise", "--fail-if-worse", "--no-cache"]
+        code, out, err = evaluate(args, capsys)
+        assert code == 4, err
+        assert "loses head to head" in err
+    finally:
+        ANSWERS["fake-model"] = "weak answer"

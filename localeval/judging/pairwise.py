@@ -308,9 +308,10 @@ def metric_name(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\- ]", "_", model_id)
 
 
-def pair_metrics(f: PairFigures) -> dict[str, float]:
-    """`pairwise/<A>_vs_<B>/...`: the figures for B against A, as MLflow metrics."""
-    prefix = f"pairwise/{metric_name(f.a)}_vs_{metric_name(f.b)}"
+def pair_metrics(f: PairFigures, a: str | None = None) -> dict[str, float]:
+    """`pairwise/<A>_vs_<B>/...`: the figures for B against A, as MLflow metrics (`a`: what
+    names A instead of its label, e.g. "baseline")."""
+    prefix = f"pairwise/{metric_name(a or f.a)}_vs_{metric_name(f.b)}"
     values = {
         "win_rate": f.win_rate,
         "win_rate_ci_low": f.ci_low,

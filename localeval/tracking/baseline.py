@@ -34,6 +34,8 @@ class Baseline:
     run_id: str
     run_name: str
     scores: dict[str, list[float | None]]
+    # Each row's answer in that run (None: its candidate call failed), for --pairwise.
+    answers: tuple[str | None, ...] = ()
 
     @property
     def label(self) -> str:
@@ -112,7 +114,14 @@ def find_baseline(
     for key in judged:
         column = columns.index(f"{key}/score")
         scores[key] = [_score(row[column]) for row in table["data"]]
-    return Baseline(run.info.run_id, name, scores)
+    answers: tuple[str | None, ...] = ()
+    if "answer" in columns:
+        text, error = columns.index("answer"), columns.index("candidate_error")
+        answers = tuple(
+            None if row[error] or not isinstance(row[text], str) else row[text]
+            for row in table["data"]
+        )
+    return Baseline(run.info.run_id, name, scores, answers)
 
 
 def _score(value: Any) -> float | None:
