@@ -92,20 +92,32 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
                 f"The {' and '.join(gates)} gate failed (everything was logged first):\n  "
                 + "\n  ".join(outcome.gate_failures)
             )
+        # A row without an answer failed; one a judge's call failed on is unscored by it. Both
+        # exit 3: a re-run asks for just what is missing.
+        failed = outcome.failed_rows
+        judged = sum(r.judge_failed for m in outcome.results for r in m.rows)
         if dead := workspace.dead():
-            failed = f" {outcome.failed_rows} row(s) failed with that reason;" * bool(
-                outcome.failed_rows
-            )
+            lost = f" {failed + judged} row(s) failed with that reason;" * bool(failed + judged)
             raise servers.died_error(
                 dead,
-                f"during the run.{failed} the run was logged, the answers received are cached "
+                f"during the run.{lost} the run was logged, the answers received are cached "
                 "and a re-run asks only for the rest",
             )
-        if outcome.failed_rows:
+        if failed or judged:
+            what = []
+            if failed:
+                what.append(
+                    f"{failed} row(s) failed after retries; the run was logged with them marked "
+                    "failed."
+                )
+            if judged:
+                what.append(
+                    f"{judged} row(s) are unscored: a judge call failed after retries "
+                    "(judge_error); the run was logged with them marked unscored."
+                )
             raise RowsFailed(
-                f"{outcome.failed_rows} row(s) failed after retries; the run was logged with "
-                "them marked failed. Re-run the same command to retry only those rows (answers "
-                "received are cached)."
+                " ".join(what) + " Re-run the same command to retry only those rows (answers "
+                "and verdicts received are cached)."
             )
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ from .dataset import Columns, load_dataset
 from .errors import EvalError
 from .judging.verdict import parse_json_verdict, parse_verdict
 from .stats import bootstrap_ci, cohen_kappa_quadratic, krippendorff_alpha, paired_bootstrap
-from .types import Dataset, JudgeSpec, ModelSpec, RowResult, Sample, Score
+from .types import Dataset, JudgeSpec, ModelSpec, RowResult, Sample, Score, UnscoredReason
 
 __all__ = [
     "Columns",
@@ -24,6 +24,7 @@ __all__ = [
     "RowResult",
     "Sample",
     "Score",
+    "UnscoredReason",
     "bootstrap_ci",
     "cohen_kappa_quadratic",
     "krippendorff_alpha",

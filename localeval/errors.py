@@ -9,7 +9,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1  # a bug: Python prints the traceback
 EXIT_CANNOT_RUN = 2  # bad config, data or judges file; a server that does not answer
-EXIT_ROWS_FAILED = 3  # some rows failed after retries (logged), or a server we started died
+EXIT_ROWS_FAILED = 3  # rows failed or a judge call failed after retries (logged), or a server
+# we started died
 EXIT_GATE_FAILED = 4  # a --fail-under or --fail-if-worse gate failed (everything was logged first)
 EXIT_INTERRUPTED = 130  # Ctrl-C: what was answered so far is kept in the cache
 
@@ -18,7 +19,8 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_UNEXPECTED}    unexpected error (a bug: please report the traceback)
   {EXIT_CANNOT_RUN}    could not run: bad flag, config, data or judges file, or a server
          that does not answer
-  {EXIT_ROWS_FAILED}    completed and logged, but some rows failed after retries (see the table);
+  {EXIT_ROWS_FAILED}    completed and logged, but some rows failed (no answer) or are unscored by
+         a judge call that failed, after retries (see the table);
          or a server this run started (llama.cpp, gateway) died: the message says how
   {EXIT_GATE_FAILED}    completed and logged, but a --fail-under threshold was not met or
          --fail-if-worse found a judge worse than --baseline
@@ -73,7 +75,7 @@ class ServerDied(EvalError):
 
 
 class RowsFailed(EvalError):
-    """Some rows failed after retries; everything else was logged."""
+    """Rows failed, or a judge's call failed on some, after retries; everything was logged."""
 
     exit_code = EXIT_ROWS_FAILED
     server_fault = True

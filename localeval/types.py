@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # Columns of the frame handed to mlflow.evaluate (and of the exports).
 INPUTS = "inputs"
@@ -24,12 +24,32 @@ ROW_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 # Grading-context names that mean our standard columns; any other name is a data column.
 TARGETS_ROLE, CONTEXT_ROLE = "targets", "context"
 
-# Why a verdict has no score; every unscored verdict carries one of these.
-PARSE_FAILURE = "parse_failure"
-OUT_OF_RANGE = "out_of_range"
-JUDGE_ERROR = "judge_error"
-CANDIDATE_FAILED = "candidate_failed"
-INJECTION_SUSPECTED = "injection_suspected"  # the verdict was copied from the answer under test
+# Why a verdict has no score (every unscored one carries one), and whose fault it is: the
+# candidate's (no answer to grade: the row failed) or the judge's (the candidate answered, the
+# judge gave no usable verdict: the row is unscored). The values are logged (results table,
+# judge_verdicts/*.json, traces, --output): never rename one.
+UnscoredReason = Literal[
+    "candidate_failed", "judge_error", "parse_failure", "out_of_range", "injection_suspected",
+    "not_graded",
+]  # fmt: skip
+Blame = Literal["candidate", "judge"]
+BLAME: dict[UnscoredReason, Blame] = {
+    "candidate_failed": "candidate",  # no answer after retries (no judge was asked)
+    "judge_error": "judge",  # its call failed after retries (HTTP 5xx, timeout): a re-run asks
+    # No score the parser reads: prose, an empty reply, one cut off by its token budget (after
+    # one more try with RAISED_BUDGET times it).
+    "parse_failure": "judge",
+    "out_of_range": "judge",  # a score off its scale ("8/10" on a 1-5 scale)
+    "injection_suspected": "judge",  # its only verdict was copied from the answer: fooled
+    "not_graded": "judge",  # none of its verdicts on the row (reports; a run grades every row)
+}
+CANDIDATE_FAILED: UnscoredReason = "candidate_failed"
+JUDGE_ERROR: UnscoredReason = "judge_error"
+PARSE_FAILURE: UnscoredReason = "parse_failure"
+OUT_OF_RANGE: UnscoredReason = "out_of_range"
+INJECTION_SUSPECTED: UnscoredReason = "injection_suspected"
+NOT_GRADED: UnscoredReason = "not_graded"
+RowStatus = Literal["failed", "unscored", "ok"]
 
 
 # ---- what is asked ---------------------------------------------------------------------------
@@ -140,16 +160,33 @@ class Answer:
 
 @dataclass(frozen=True)
 class Score:
-    """A judge's verdict on one row; `value` is None when it could not grade (see `reason`)."""
+    """A judge's verdict on one row; `value` is None when it could not grade, and then `reason`
+    says why (an unscored Score is made with `Score.unscored`, which requires it)."""
 
     value: float | None
     justification: str | None = None
-    reason: str | None = None
+    reason: UnscoredReason | None = None
     raw: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) != (self.reason is not None):
+            raise ValueError(f"no value, or a reason: {self.value!r}, {self.reason!r}")
+
+    @classmethod
+    def unscored(
+        cls, reason: UnscoredReason, text: str | None = None, raw: str | None = None
+    ) -> Score:
+        """A verdict without a score: why (`reason`), the words shown for it, the reply read."""
+        return cls(None, text, reason, raw)
 
     @property
     def scored(self) -> bool:
         return self.value is not None
+
+    @property
+    def blame(self) -> Blame | None:
+        """Whose fault it is that there is no score (None: scored; an unknown reason: the judge)."""
+        return None if self.reason is None else BLAME.get(self.reason, "judge")
 
 
 @dataclass(frozen=True)
@@ -189,12 +226,12 @@ class Judgement:
             )
             text = f"[{summary}] {text}"
         if not scored:
-            return Score(None, text, first.reason, first.raw)
+            return Score.unscored(first.reason, text, first.raw)  # type: ignore[arg-type]
         return Score(sum(scored) / len(scored), text, None, first.raw)
 
     @property
     def call_failed(self) -> bool:
-        """A judge call failed after retries (the row counts as failed)."""
+        """A judge call failed after retries (judge_error: a re-run asks it again)."""
         return any(v.score.reason == JUDGE_ERROR for v in self.verdicts)
 
 
@@ -210,18 +247,24 @@ class RowResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
 
     @property
-    def failed(self) -> bool:
-        """The candidate call or a judge call failed after retries."""
-        return self.answer.failed or any(j.call_failed for j in self.judgements.values())
+    def status(self) -> RowStatus:
+        """By whose fault a score is missing (`BLAME`): 'failed' when there was no answer to
+        grade (the candidate's), 'unscored' when the candidate answered but a judge could not
+        grade it (the judge's: a failed judge call included), else 'ok'."""
+        blames = {j.combined.blame for j in self.judgements.values()}
+        if self.answer.failed or "candidate" in blames:
+            return "failed"
+        return "unscored" if "judge" in blames else "ok"
 
     @property
-    def status(self) -> str:
-        """'failed', 'unscored' (a judge could not grade) or 'ok'."""
-        if self.answer.failed:
-            return "failed"
-        if any(not j.combined.scored for j in self.judgements.values()):
-            return "unscored"
-        return "ok"
+    def failed(self) -> bool:
+        """No answer to grade (status 'failed'); a judge's failed call leaves the row unscored."""
+        return self.status == "failed"
+
+    @property
+    def judge_failed(self) -> bool:
+        """A judge call failed after retries on this row: unscored by it, and a re-run asks."""
+        return any(j.call_failed for j in self.judgements.values())
 
 
 @dataclass(frozen=True)
@@ -272,6 +315,7 @@ class ModelResult:
 
     @property
     def failed_rows(self) -> int:
+        """Rows without an answer to grade."""
         return sum(r.failed for r in self.rows)
 
     def scores(self, judge_key: str) -> list[float | None]:

@@ -175,6 +175,33 @@ def test_undefined_metrics_warnings_and_unscored_verdicts_are_in_the_headline():
     assert "unscored verdict ratio" in out and "0.25" in out
 
 
+def test_a_judge_error_row_is_unscored_with_the_judge_to_blame():
+    """Regression: it counted as a failed row in the headline and as unscored in the listing."""
+    from dataclasses import replace
+
+    from localeval.types import JUDGE_ERROR, Call, Judgement, Score, Verdict
+
+    error = Score.unscored(JUDGE_ERROR, "judge call failed: HTTP 500", "HTTP 500")
+    row = replace(_row(1), judgements={KEY: Judgement((Verdict("chat", 0, error, Call(0, 1)),))})
+    out = format_outcome(_outcome([_row(0), row]), rows="failed")
+    assert "failed rows: 0 of 2; unscored by a judge call that failed after retries: 1 (" in out
+    assert f"({KEY} 1); re-run the same command to retry only them" in out
+    assert "(0 failed, 1 unscored, 1 ok;" in out
+    assert "[unscored: judge_error] judge call failed: HTTP 500" in out
+
+
+def test_a_judge_without_a_verdict_on_a_row_shows_not_graded():
+    """Regression: such a row printed "no score", a reason no verdict carries."""
+    from dataclasses import replace
+
+    from localeval.output.export import rows as export_rows
+
+    outcome = _outcome([replace(_row(0), judgements={})])
+    assert "[unscored: not_graded]" in format_outcome(outcome, rows="all")
+    (record,) = export_rows(outcome)
+    assert record[f"{KEY}/unscored_reason"] == "not_graded" and record[f"{KEY}/score"] is None
+
+
 def test_shorten_ends_at_a_sentence_or_a_word():
     text = "First sentence is here and it runs on. " * 5
     cut = shorten(text, CUT)

@@ -140,7 +140,7 @@ class Grader:
                 # The server refused response_format: fall back to reading text verdicts.
                 self._json_refused = True
                 return self._ask(sample, answer, endpoint, repeat)
-            score = Score(None, f"judge call failed: {exc.reason}", JUDGE_ERROR, exc.reason)
+            score = Score.unscored(JUDGE_ERROR, f"judge call failed: {exc.reason}", exc.reason)
             call = Call(started, time.time() - started)
             return Verdict(endpoint, repeat, score, call, json=use_json)
         score = self._read(reply.text, answer, use_json)
@@ -161,7 +161,7 @@ class Grader:
         if own.scored:
             return Score(own.value, own.justification, None, reply)
         why = "the reply repeats a verdict written in the answer under test, and gives no other"
-        return Score(None, why, INJECTION_SUSPECTED, reply)
+        return Score.unscored(INJECTION_SUSPECTED, why, reply)
 
     def cached(self, sample: Sample, answer: str, lookup: Callable[..., Any]) -> bool:
         """Whether every verdict this row needs is in the cache (`lookup(endpoint, messages)`
@@ -186,7 +186,7 @@ class Grader:
         for endpoint in self.judge.endpoints:
             for repeat in range(self.options.repeats):
                 if answer.failed or answer.text is None:
-                    score = Score(None, "the candidate produced no answer", CANDIDATE_FAILED)
+                    score = Score.unscored(CANDIDATE_FAILED, "the candidate produced no answer")
                     verdicts.append(Verdict(endpoint, repeat, score))
                 else:
                     verdicts.append(self._ask(sample, answer.text, endpoint, repeat))

@@ -89,10 +89,10 @@ def parse_json_verdict(text: str | None, low: int = 1, high: int = 5) -> Score:
 
 def _parse(text: str | None, low: int, high: int, json_first: bool) -> Score:
     if text is None or not text.strip():
-        return Score(None, None, PARSE_FAILURE, text)
+        return Score.unscored(PARSE_FAILURE, None, text)
     body = _unwrap_fence(_strip_thinking(text.strip()))
     if not body:
-        return Score(None, text.strip(), PARSE_FAILURE, text)
+        return Score.unscored(PARSE_FAILURE, text.strip(), text)
     found = _opening_json(body)
     if found is None and json_first:
         found = _last_embedded_json(body)
@@ -101,11 +101,11 @@ def _parse(text: str | None, low: int, high: int, json_first: bool) -> Score:
     if found is None and not json_first:
         found = _last_embedded_json(body)
     if found is None:
-        return Score(None, body, PARSE_FAILURE, text)
+        return Score.unscored(PARSE_FAILURE, body, text)
     if found.value is None:
-        return Score(None, found.justification or body, PARSE_FAILURE, text)
+        return Score.unscored(PARSE_FAILURE, found.justification or body, text)
     if (found.out_of is not None and found.out_of != high) or not low <= found.value <= high:
-        return Score(None, found.justification, OUT_OF_RANGE, text)
+        return Score.unscored(OUT_OF_RANGE, found.justification, text)
     return Score(found.value, found.justification, None, text)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..errors import EvalError
 from ..redact import mask
-from ..types import ANSWER, CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, Comparison, Outcome, Score
-from .present import justification_text
+from ..types import ANSWER, CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, Comparison, Outcome
+from .present import justification_text, score_of
 
 
 def row_format(path: Path) -> str:
@@ -76,14 +76,11 @@ def rows(outcome: Outcome) -> list[dict[str, Any]]:
             for key, value in row.metrics.items():
                 record[f"{key}/score"] = _plain(value)
             for judge in result.judges:
-                judgement = row.judgements.get(judge.key)
-                score = judgement.combined if judgement else Score(None)
+                score = score_of(row, judge.key)
                 record[f"{judge.key}/score"] = _plain(score.value)
                 # The text MLflow's results table shows; the reason is also a column of its own.
                 record[f"{judge.key}/justification"] = justification_text(score)
-                record[f"{judge.key}/unscored_reason"] = (
-                    None if score.scored else score.reason or "no score"
-                )
+                record[f"{judge.key}/unscored_reason"] = score.reason
             out.append(record)
     return out
 

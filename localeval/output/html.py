@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from ..errors import EvalError
 from ..redact import mask
-from ..types import Comparison, HumanAgreement, JudgeInfo, ModelResult, Outcome, RowResult, Score
+from ..types import Comparison, HumanAgreement, JudgeInfo, ModelResult, Outcome, RowResult
 from . import charts, present
 
 _STATIC = files(__package__) / "static"
@@ -113,12 +113,11 @@ def _row_view(
     else:
         cells.append(_text(row.answer.text))
     for judge in judges:
-        judgement = row.judgements.get(judge.key)
-        score = judgement.combined if judgement else Score(None)
+        score = present.score_of(row, judge.key)
         if score.scored:
             cells.append(_number(score.value))
         else:
-            cells.append(Cell("num", "", badge="unscored", reasons=(score.reason or "no score",)))
+            cells.append(Cell("num", "", badge="unscored", reasons=(str(score.reason),)))
         cells.append(_text(score.justification))
     call = row.answer.call
     if call is None:  # no call was made: blank, never zero

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import Call, Comparison, HumanAgreement, ModelResult, RowResult, Score
+from ..types import NOT_GRADED, Call, Comparison, HumanAgreement, ModelResult, RowResult, Score
 
 MISSING = "—"
 HISTOGRAM_MAX_BARS = 12  # up to this many distinct scores get a bar each, else equal-width bins
@@ -214,6 +214,14 @@ def paired(comparison: Comparison) -> PairedWording:
 # ---- rows ------------------------------------------------------------------------------------
 
 
+def score_of(row: RowResult, judge_key: str) -> Score:
+    """A judge's combined score of the row; unscored (not_graded) when it has no verdict there."""
+    judgement = row.judgements.get(judge_key)
+    if judgement is None:
+        return Score.unscored(NOT_GRADED, f"{judge_key} has no verdict on this row")
+    return judgement.combined
+
+
 def row_status(row: RowResult) -> tuple[str, list[str]]:
     """'failed', 'unscored' or 'ok', with the reasons: the candidate's error, or per judge that
     could not grade, `<judge name>: <reason>`."""
@@ -221,7 +229,7 @@ def row_status(row: RowResult) -> tuple[str, list[str]]:
     if status == "failed":
         return status, [row.answer.error or "no answer"]
     reasons = [
-        f"{key.split('/')[0]}: {judgement.combined.reason or 'no score'}"
+        f"{key.split('/')[0]}: {judgement.combined.reason}"
         for key, judgement in row.judgements.items()
         if not judgement.combined.scored
     ]
@@ -234,7 +242,7 @@ def justification_text(score: Score) -> str:
     text = score.justification or ""
     if score.scored:
         return text
-    return f"[unscored: {score.reason or 'no score'}] {text}".strip()
+    return f"[unscored: {score.reason}] {text}".strip()
 
 
 def shorten(text: str, limit: int, slack: int = 20) -> str:

@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 from ..redact import mask
-from ..types import HumanAgreement, ModelResult, Outcome, RowResult, Score
+from ..types import HumanAgreement, ModelResult, Outcome, RowResult
 from .present import (
     MISSING,
     fmt,
@@ -22,6 +22,7 @@ from .present import (
     justification_text,
     number,
     paired,
+    score_of,
     shorten,
     versus,
 )
@@ -72,8 +73,7 @@ def _row_lines(result: ModelResult, row: RowResult, cut: bool) -> list[str]:
         text = row.answer.text or ""
         lines.append(_wrap("answer", shorten(text, CUT) if cut else text))
     for judge in result.judges:
-        judgement = row.judgements.get(judge.key)
-        score = judgement.combined if judgement else Score(None)
+        score = score_of(row, judge.key)
         text = justification_text(score)
         if not score.scored:
             text = _unscored_cut(text)
@@ -85,12 +85,12 @@ def _row_lines(result: ModelResult, row: RowResult, cut: bool) -> list[str]:
 
 
 def _problem_first(rows: list[RowResult]) -> list[RowResult]:
-    """Failed rows (the candidate's or a judge's call), then unscored ones, then the rest."""
-    return sorted(rows, key=lambda r: (0 if r.failed else _ORDER[r.status], r.index))
+    """Failed rows (no answer), then unscored ones (a judge could not grade), then the rest."""
+    return sorted(rows, key=lambda r: (_ORDER[r.status], r.index))
 
 
 def _problem(row: RowResult) -> bool:
-    return row.failed or row.status != "ok"
+    return row.status != "ok"
 
 
 def format_rows(result: ModelResult, listing: str = "all") -> str:
@@ -116,8 +116,8 @@ def format_rows(result: ModelResult, listing: str = "all") -> str:
 
 
 def _rows_heading(result: ModelResult, listing: str, several: bool) -> str:
-    failed = sum(r.failed for r in result.rows)
-    unscored = sum(r.status == "unscored" and not r.failed for r in result.rows)
+    failed = sum(r.status == "failed" for r in result.rows)
+    unscored = sum(r.status == "unscored" for r in result.rows)
     counts = f"{failed} failed, {unscored} unscored, {len(result.rows) - failed - unscored} ok"
     whose = f" of {result.model.id}" if several else ""
     if listing == "failed":
@@ -186,19 +186,24 @@ def _judge_table(result: ModelResult) -> list[str]:
 
 
 def _failed_line(result: ModelResult) -> str:
-    """How many rows failed after retries, and whose calls failed."""
+    """How many rows failed (no answer after retries), and how many a judge's call failed on
+    after retries (unscored by it), per judge."""
     total, failed = len(result.rows), result.failed_rows
-    if not failed:
+    judged = sum(r.judge_failed for r in result.rows)
+    if not failed and not judged:
         return f"  failed rows: 0 of {total}"
-    whose = {"candidate": sum(r.answer.failed for r in result.rows)}
-    for judge in result.judges:
-        graded = [r.judgements[judge.key] for r in result.rows if judge.key in r.judgements]
-        whose[judge.key] = sum(j.call_failed for j in graded)
-    calls = ", ".join(f"{name} {n}" for name, n in whose.items() if n)
-    return (
-        f"  failed rows: {failed} of {total} after retries ({calls}); re-run the same command "
-        "to retry only them"
-    )
+    line = f"  failed rows: {failed} of {total}"
+    if failed:
+        line += f" after retries (candidate {failed})"
+    if judged:
+        whose = {
+            judge.key: sum(r.judgements[judge.key].call_failed for r in result.rows
+                           if judge.key in r.judgements)
+            for judge in result.judges
+        }  # fmt: skip
+        calls = ", ".join(f"{name} {n}" for name, n in whose.items() if n)
+        line += f"; unscored by a judge call that failed after retries: {judged} ({calls})"
+    return line + "; re-run the same command to retry only them"
 
 
 def _trust_lines(result: ModelResult) -> list[str]:

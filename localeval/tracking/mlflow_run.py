@@ -325,7 +325,9 @@ def _run_metrics(rows: Sequence[RowResult]) -> dict[str, float]:
     calls = [r.answer.call for r in rows if not r.answer.failed and r.answer.call is not None]
     out = {
         "candidate/failed_rows": float(sum(r.answer.failed for r in rows)),
-        "failed_rows": float(sum(r.failed for r in rows)),  # a row fails if any of its calls did
+        # A row fails without an answer to grade; a judge's failed call leaves it unscored
+        # (counted per judge, `<judge>/failed_rows`).
+        "failed_rows": float(sum(r.failed for r in rows)),
     }
     # The server's generation speed over the rows it answered now: a cached reply's timing is
     # that of the run that first asked, which may have been another server or another day.
