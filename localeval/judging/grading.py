@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -78,13 +78,61 @@ def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class PromptVersion:
+    """What makes a judge's prompt what it is (a run compared with a baseline must share it),
+    logged as `judge_version/<name>` = `judge|layout|quoting|verdict`."""
+
+    judge: str  # the metric's key, `<name>/<version>`
+    layout: str  # the order of the prompt's parts (prompts.LAYOUTS)
+    quoting: str  # how the answer under test is quoted (prompts.ANSWER_QUOTING_VERSION)
+    verdict: str  # the verdict format: "text", or the JSON verdict's version (+ the grammar's)
+
+    # What each part is, in the words of --baseline's message.
+    WORDS: ClassVar[dict[str, str]] = {
+        "judge": "metric version", "layout": "prompt layout", "quoting": "answer quoting",
+        "verdict": "verdict format",
+    }  # fmt: skip
+
+    @property
+    def value(self) -> str:
+        """The logged string; a run from before answers were quoted logged no quoting part."""
+        quoting = [self.quoting] if self.quoting else []
+        return "|".join([self.judge, self.layout, *quoting, self.verdict])
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, logged: str) -> PromptVersion:
+        """A logged `judge_version/<name>`: four parts, or three (judge|layout|verdict) from a
+        run before answers were quoted (quoting ""); ValueError for anything else."""
+        parts = logged.split("|")
+        if len(parts) == 3:
+            parts.insert(2, "")
+        if len(parts) != 4 or not all(parts[:2]) or not parts[3]:
+            raise ValueError(f"{logged!r} is not judge|layout|quoting|verdict")
+        return cls(*parts)
+
+    def differences(self, other: PromptVersion) -> list[tuple[str, str, str]]:
+        """(part, this one's, the other's) for each part that differs."""
+        mine, theirs = asdict(self), asdict(other)
+        return [(name, mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]]
+
+    @classmethod
+    def of(
+        cls, judge: JudgeDef, judge_format: str, layout: str, grammar: bool = False
+    ) -> PromptVersion:
+        """A judge's as this run asks it: its format (text, json) and the grammar, if any."""
+        verdict = JSON_VERDICT_VERSION if judge_format == "json" else "text"
+        if judge_format == "json" and grammar:
+            verdict += f"+{VERDICT_GRAMMAR_VERSION}"
+        return cls(judge.key, layout, ANSWER_QUOTING_VERSION, verdict)
+
+
 def prompt_version(judge: JudgeDef, judge_format: str, layout: str, grammar: bool = False) -> str:
-    """What makes a judge's prompt what it is: its metric version, the layout, the verdict format
-    (a run compared with a baseline must share it)."""
-    verdict = JSON_VERDICT_VERSION if judge_format == "json" else "text"
-    if judge_format == "json" and grammar:
-        verdict += f"+{VERDICT_GRAMMAR_VERSION}"
-    return f"{judge.key}|{layout}|{ANSWER_QUOTING_VERSION}|{verdict}"
+    """The judge's `PromptVersion` as logged (params, traces)."""
+    return PromptVersion.of(judge, judge_format, layout, grammar).value
 
 
 class Grader:

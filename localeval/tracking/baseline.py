@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from .. import stats
 from ..errors import ConfigError
+from ..judging.grading import PromptVersion
 from ..types import Comparison, Dataset, JudgeInfo, ModelResult
 
 # Params every run logs so that a later run can tell whether it is comparable.
@@ -100,10 +101,7 @@ def find_baseline(
         if theirs is None:
             continue  # a judge the baseline did not have: nothing to compare it with
         if theirs != version:
-            raise ConfigError(
-                f"{where} asked judge {key} as {theirs!r}, this run as {version!r} (metric "
-                "version | prompt layout | verdict format): their scores do not compare."
-            )
+            raise ConfigError(version_mismatch(where, key, theirs, version))
         judged[key] = version
     if not judged:
         raise ConfigError(f"{where} has none of this run's judges ({', '.join(versions)}).")
@@ -122,6 +120,24 @@ def find_baseline(
             for row in table["data"]
         )
     return Baseline(run.info.run_id, name, scores, answers)
+
+
+def version_mismatch(where: str, key: str, theirs: str, ours: str) -> str:
+    """Why a baseline's judge does not compare: the two logged versions and each part of them
+    (`PromptVersion`) that differs, with both values."""
+    head = f"{where} asked judge {key} as {theirs!r}, this run as {ours!r}"
+    try:
+        differ = PromptVersion.parse(theirs).differences(PromptVersion.parse(ours))
+    except ValueError:  # not a version this tool logs: the parts cannot be told apart
+        parts = " | ".join(PromptVersion.WORDS.values())
+        return f"{head} ({parts}): their scores do not compare."
+    said = [
+        f"its {PromptVersion.WORDS[name]} ({name}) is "
+        + (repr(there) if there else "none (a run from before answers were quoted)")
+        + f", this run's {here!r}"
+        for name, there, here in differ
+    ]
+    return f"{head}: {'; '.join(said)}. Their scores do not compare."
 
 
 def _score(value: Any) -> float | None:
