@@ -55,10 +55,11 @@ def _inspect(work: Path, llm: str, max_tokens: int, data: Path) -> float:
     env = {**os.environ, "LOCAL_BASE_URL": llm, "LOCAL_API_KEY": "local", "BENCH_DATA": str(data),
            "INSPECT_LOG_DIR": str(work / "inspect-logs")}  # fmt: skip
     model = f"openai-api/local/{stack.EMBEDDED_MODEL_ID}"
-    argv = [str(INSPECT), "eval", str(TASK), "--model", model,
+    # Inspect takes a task file relative to its working folder.
+    argv = [str(INSPECT), "eval", TASK.name, "--model", model,
             "--max-tokens", str(max_tokens), "--no-log-samples", "--display", "none"]  # fmt: skip
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, env=env)
+    proc = subprocess.run(argv, cwd=TASK.parent, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"inspect failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -71,7 +72,7 @@ def _judge_tokens(work: Path) -> list[float]:
 
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     runs = client.search_runs(["1"], order_by=["attribute.start_time ASC"])
-    return [r.data.metrics.get("judge/answer_similarity/completion_tokens", float("nan"))
+    return [r.data.metrics.get("answer_similarity/v1/judge_completion_tokens", float("nan"))
             for r in runs]  # fmt: skip
 
 
