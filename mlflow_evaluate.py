@@ -110,10 +110,19 @@ def _evaluate(argv: list[str] | None) -> tuple[int, bool]:
                     f"{failed} row(s) failed after retries; the run was logged with them marked "
                     "failed."
                 )
-            if judged:
+            # A judge with several endpoints still scores a row one of them failed on.
+            partial = sum(
+                r.judge_failed and r.status == "ok" for m in outcome.results for r in m.rows
+            )
+            if judged - partial:
                 what.append(
-                    f"{judged} row(s) are unscored: a judge call failed after retries "
+                    f"{judged - partial} row(s) are unscored: a judge call failed after retries "
                     "(judge_error); the run was logged with them marked unscored."
+                )
+            if partial:
+                what.append(
+                    f"{partial} row(s) were scored by only some of their judge's endpoints: a call "
+                    "to another failed after retries (judge_error, counted in partial_rows)."
                 )
             raise RowsFailed(
                 " ".join(what) + " Re-run the same command to retry only those rows (answers "

@@ -131,6 +131,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
     }
     params.update({f"concurrency/judge/{d.name}": str(concurrency[d.key]) for d in judges})
+    params.update({f"combine/{d.name}": d.combine for d in judges})  # its verdicts on a row
     params["judge_format_used"] = judge_format
     params[LAYOUT_PARAM] = layout
     params.update({VERSION_PARAM.format(name=d.name): versions[d.key] for d in judges})

@@ -13,7 +13,7 @@ a second to import, and `import localeval` (the CLI's start) needs neither.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,18 @@ SEED = 0
 # dataset stay within a few MB; the batching depends only on the row count, and SciPy draws the
 # batches one after the other from the same generator, so a seed gives one result at any size.
 _CHUNK_INDICES = 1_000_000
+
+# Every aggregation a judge can log over its scored rows (a judges file's `aggregations:`) and the
+# ones it logs unless told: the one table the judges file's parser, grading and the gate read.
+AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": np.mean,
+    "variance": np.var,
+    "p90": lambda x: np.percentile(x, 90),
+    "min": np.min,
+    "max": np.max,
+    "median": np.median,
+}
+DEFAULT_AGGREGATIONS = ("mean", "variance", "p90")
 
 
 def _present(value: Value) -> bool:

@@ -8,9 +8,10 @@ terminal, the HTML report and the exports are all rendered from it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # Columns of the frame handed to mlflow.evaluate (and of the exports).
 INPUTS = "inputs"
@@ -24,32 +25,26 @@ ROW_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 # Grading-context names that mean our standard columns; any other name is a data column.
 TARGETS_ROLE, CONTEXT_ROLE = "targets", "context"
 
-# Why a verdict has no score (every unscored one carries one), and whose fault it is: the
-# candidate's (no answer to grade: the row failed) or the judge's (the candidate answered, the
-# judge gave no usable verdict: the row is unscored). The values are logged (results table,
-# judge_verdicts/*.json, traces, --output): never rename one.
-UnscoredReason = Literal[
-    "candidate_failed", "judge_error", "parse_failure", "out_of_range", "injection_suspected",
-    "not_graded",
-]  # fmt: skip
+# Why a verdict has no score and whose fault it is: the candidate's (no answer: the row failed) or
+# the judge's (an answer it could not grade: unscored). Logged as they are: never rename one.
+UnscoredReason = Literal["candidate_failed", "judge_error", "parse_failure", "out_of_range",
+                         "injection_suspected", "not_graded"]  # fmt: skip
 Blame = Literal["candidate", "judge"]
 BLAME: dict[UnscoredReason, Blame] = {
     "candidate_failed": "candidate",  # no answer after retries (no judge was asked)
     "judge_error": "judge",  # its call failed after retries (HTTP 5xx, timeout): a re-run asks
-    # No score the parser reads: prose, an empty reply, one cut off by its token budget (after
-    # one more try with RAISED_BUDGET times it).
-    "parse_failure": "judge",
+    "parse_failure": "judge",  # no score it reads: prose, empty, cut off by the token budget
     "out_of_range": "judge",  # a score off its scale ("8/10" on a 1-5 scale)
     "injection_suspected": "judge",  # its only verdict was copied from the answer: fooled
     "not_graded": "judge",  # none of its verdicts on the row (reports; a run grades every row)
 }
-CANDIDATE_FAILED: UnscoredReason = "candidate_failed"
-JUDGE_ERROR: UnscoredReason = "judge_error"
-PARSE_FAILURE: UnscoredReason = "parse_failure"
-OUT_OF_RANGE: UnscoredReason = "out_of_range"
-INJECTION_SUSPECTED: UnscoredReason = "injection_suspected"
-NOT_GRADED: UnscoredReason = "not_graded"
+CANDIDATE_FAILED, JUDGE_ERROR, PARSE_FAILURE, OUT_OF_RANGE, INJECTION_SUSPECTED, NOT_GRADED = (
+    get_args(UnscoredReason))  # fmt: skip
 RowStatus = Literal["failed", "unscored", "ok"]
+# How a judge's scored verdicts on a row (endpoints × repeats) make its score: their mean, or the
+# most common grade, a tie to the worse one in the judge's sense (a split never flatters).
+Combination = Literal["mean", "majority"]
+COMBINATIONS: tuple[Combination, ...] = get_args(Combination)
 
 
 # ---- what is asked ---------------------------------------------------------------------------
@@ -82,6 +77,7 @@ class JudgeSpec:
     endpoints: tuple[str, ...]
     temperature: float | None = None  # None: --judge-temperature
     max_tokens: int | None = None  # None: --judge-max-tokens
+    combine: Combination = "mean"  # how its verdicts on a row make the row's score
 
     @property
     def endpoint(self) -> str:
@@ -160,13 +156,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class Score:
-    """A judge's verdict on one row; `value` is None when it could not grade, and then `reason`
-    says why (an unscored Score is made with `Score.unscored`, which requires it)."""
+    """A judge's verdict on one row; without a `value` it could not grade, and `reason` says why."""
 
     value: float | None
     justification: str | None = None
     reason: UnscoredReason | None = None
     raw: str | None = None
+    endpoints: tuple[int, int] | None = None  # a combination: (endpoints that scored, asked)
 
     def __post_init__(self) -> None:
         if (self.value is None) != (self.reason is not None):
@@ -205,6 +201,8 @@ class Judgement:
     """One judge's grading of one row: every verdict (endpoints × repeats) and their combination."""
 
     verdicts: tuple[Verdict, ...]
+    combine: Combination = "mean"
+    greater_is_better: bool = True  # whose worse grade a majority's tie takes
 
     def by_endpoint(self) -> dict[str, list[Score]]:
         out: dict[str, list[Score]] = {}
@@ -214,20 +212,27 @@ class Judgement:
 
     @property
     def combined(self) -> Score:
-        """The row's score: the mean of the scored verdicts; unscored only if none scored."""
+        """The row's score, its scored verdicts' `combine`; an endpoint without a score is named
+        in the text and counted in `endpoints` (scored, asked), never silently dropped."""
         scores = [v.score for v in self.verdicts]
         scored = [s.value for s in scores if s.value is not None]
         first = next((s for s in scores if s.scored), scores[0])
-        text = first.justification or ""
+        text, per = first.justification or "", self.by_endpoint()
+        of = (sum(any(s.scored for s in ss) for ss in per.values()), len(per))
         if len(scores) > 1:
             summary = " | ".join(
                 f"{e}: " + ",".join("—" if s.value is None else f"{s.value:g}" for s in ss)
-                for e, ss in self.by_endpoint().items()
+                for e, ss in per.items()
             )
-            text = f"[{summary}] {text}"
+            silent = f", {of[1] - of[0]} of {of[1]} endpoints gave no score" * (of[0] < of[1])
+            text = f"[{summary}; {self.combine}{silent}] {text}"
         if not scored:
-            return Score.unscored(first.reason, text, first.raw)  # type: ignore[arg-type]
-        return Score(sum(scored) / len(scored), text, None, first.raw)
+            return replace(Score.unscored(first.reason, text, first.raw), endpoints=of)  # type: ignore[arg-type]
+        counts = Counter(scored)  # a tie among the most common grades: the worse one
+        tied = [v for v, n in counts.items() if n == max(counts.values())]
+        majority = min(tied) if self.greater_is_better else max(tied)
+        value = majority if self.combine == "majority" else sum(scored) / len(scored)
+        return Score(value, text, None, first.raw, of)
 
     @property
     def call_failed(self) -> bool:
@@ -248,9 +253,8 @@ class RowResult:
 
     @property
     def status(self) -> RowStatus:
-        """By whose fault a score is missing (`BLAME`): 'failed' when there was no answer to
-        grade (the candidate's), 'unscored' when the candidate answered but a judge could not
-        grade it (the judge's: a failed judge call included), else 'ok'."""
+        """Whose fault a missing score is (`BLAME`): 'failed', no answer to grade (the candidate's);
+        'unscored', a judge could not grade the answer (its call failed, say), else 'ok'."""
         blames = {j.combined.blame for j in self.judgements.values()}
         if self.answer.failed or "candidate" in blames:
             return "failed"
@@ -263,7 +267,7 @@ class RowResult:
 
     @property
     def judge_failed(self) -> bool:
-        """A judge call failed after retries on this row: unscored by it, and a re-run asks."""
+        """A judge call failed after retries on this row (a re-run asks it again)."""
         return any(j.call_failed for j in self.judgements.values())
 
 
@@ -315,7 +319,6 @@ class ModelResult:
 
     @property
     def failed_rows(self) -> int:
-        """Rows without an answer to grade."""
         return sum(r.failed for r in self.rows)
 
     def scores(self, judge_key: str) -> list[float | None]:

@@ -212,3 +212,21 @@ def test_bad_value_names_the_one_item_as_written(tmp_path: Path, args, content, 
         resolve(args, environ={})
     assert message in str(err.value)
     assert "['" not in str(err.value) and "{'" not in str(err.value)  # no Python repr
+
+
+def test_a_judges_combination_is_set_in_a_config_file_and_checked(tmp_path: Path):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        "judges:\n  - name: answer_similarity\n    endpoints: [chat, chat2]\n"
+        "    combine: majority\n  - name: faithfulness\n",
+        "utf-8",
+    )
+    config = resolve(["--config", str(cfg)], environ={})
+    assert [(j.name, j.combine) for j in config.judges] == [
+        ("answer_similarity", "majority"),
+        ("faithfulness", "mean"),  # the default: the mean of the scored verdicts
+    ]
+    cfg.write_text("judges:\n  - name: answer_similarity\n    combine: median\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.combine") as err:
+        resolve(["--config", str(cfg)], environ={})
+    assert "majority" in str(err.value)  # the choices are named

@@ -229,6 +229,36 @@ def test_two_judge_endpoints_are_averaged_with_agreement(
     assert "chat: 4 | chat2: 2" in out
 
 
+def test_a_judges_combination_is_its_choice_logged_with_partial_rows_shown(
+    fake, run_args, capsys, tracking_uri, request, tmp_path
+):
+    """majority of a 4 and a 2 is the worse grade, 2 (a mean would say 3); an endpoint whose call
+    failed on a row leaves that row scored by the other, counted in partial_rows and named."""
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        "judges:\n  - name: answer_similarity\n    endpoints: [chat, chat2]\n"
+        "    combine: majority\n",
+        "utf-8",
+    )
+    fake.reply = lambda body: {"chat": "score: 4", "chat2": "score: 2"}.get(body["model"], "A.")
+    # answer_similarity shows the judge the reference, not the question
+    fake.script_for("Apache Spark is", Fault.server_error(), model="chat2")
+    out_file = tmp_path / "rows.jsonl"
+    code, _, err = evaluate(run_args + ["--config", str(config), "--output", str(out_file)], capsys)
+    assert code == 3, err  # a judge call failed: a re-run asks it again
+    assert "1 row(s) were scored by only some of their judge's endpoints" in err
+    assert "are unscored" not in err
+    (run,) = _runs(tracking_uri, request.node.name)[1]
+    assert run.data.params["combine/answer_similarity"] == "majority"
+    metrics = run.data.metrics
+    assert metrics["answer_similarity/v1/mean"] == 3.0  # MLflow: 2 (both), 4 (chat alone)
+    assert metrics["answer_similarity/v1/partial_rows"] == 1.0
+    rows = [json.loads(line) for line in out_file.read_text("utf-8").splitlines()]
+    text = json.dumps(rows, ensure_ascii=False)
+    assert "chat: 4 | chat2: —; majority, 1 of 2 endpoints gave no score" in text
+    assert "chat: 4 | chat2: 2; majority]" in text
+
+
 def test_aggregates_carry_a_bootstrap_interval(fake, run_args, capsys, tracking_uri, request):
     code, _, _ = evaluate(run_args + ["--data", str(ROOT / "data" / "sample_qa.csv")], capsys)
     assert code == 0
@@ -349,3 +379,25 @@ def test_fail_under_accepts_a_custom_judge_aggregation(tmp_path):
     check_names([Threshold("language_match/v1/min", 3)], resolve_judges(JudgingOptions.of(config)))
     message = _hint(["--judges-file", str(judges)], "language_match/v1/varianse")
     assert "language_match/v1/variance" not in message
+
+
+def test_a_custom_judges_combination_comes_from_its_judges_file(tmp_path):
+    from localeval.config.settings import resolve
+    from localeval.config.slices import JudgingOptions
+    from localeval.errors import ConfigError
+    from localeval.judging.judges import resolve_judges
+
+    judges = tmp_path / "judges.yaml"
+    entry = (
+        "  - name: {name}\n    definition: d\n    grading_prompt: g\n    endpoints: [chat, chat2]\n"
+    )
+    judges.write_text(
+        "judges:\n" + entry.format(name="terse") + "    combine: majority\n"
+        + entry.format(name="polite"), encoding="utf-8",
+    )  # fmt: skip
+    config = resolve(["--judges-file", str(judges)], environ={})
+    combine = {j.name: j.combine for j in resolve_judges(JudgingOptions.of(config))}
+    assert combine == {"answer_similarity": "mean", "terse": "majority", "polite": "mean"}
+    judges.write_text("judges:\n" + entry.format(name="terse") + "    combine: vote\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.combine.*majority"):
+        resolve_judges(JudgingOptions.of(resolve(["--judges-file", str(judges)], environ={})))

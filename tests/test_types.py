@@ -95,3 +95,44 @@ def test_nothing_scored_keeps_the_first_verdicts_reason():
         .combined
     )
     assert combined.reason == JUDGE_ERROR and combined.raw == "HTTP 500"
+
+
+def _judgement(*values: float | None, combine="mean", greater_is_better=True, endpoints=None):
+    """A judgement of one verdict per value, on `endpoints` (one per value unless given)."""
+    names = endpoints or [f"ep{i}" for i in range(len(values))]
+    scores = [
+        Score.unscored(JUDGE_ERROR, "judge call failed", "HTTP 500") if v is None else Score(v)
+        for v in values
+    ]
+    verdicts = tuple(Verdict(e, i, s) for i, (e, s) in enumerate(zip(names, scores, strict=True)))
+    return Judgement(verdicts, combine, greater_is_better)
+
+
+@pytest.mark.parametrize(
+    ("values", "combine", "greater_is_better", "expected"),
+    [
+        pytest.param((4, 4, 2), "mean", True, 10 / 3, id="mean"),
+        pytest.param((4, 4, 2), "majority", True, 4, id="majority"),
+        # A split with no majority: the worse grade in the judge's sense, never the flattering one.
+        pytest.param((4, 2), "majority", True, 2, id="tie_takes_the_lower_when_higher_is_better"),
+        pytest.param((4, 2), "majority", False, 4, id="tie_takes_the_higher_when_lower_is_better"),
+        pytest.param((5, 5, 1, 1, 3), "majority", True, 1, id="two_way_tie_of_three"),
+    ],
+)
+def test_the_combination_is_the_judges_named_choice(values, combine, greater_is_better, expected):
+    combined = _judgement(*values, combine=combine, greater_is_better=greater_is_better).combined
+    assert combined.value == pytest.approx(expected)
+    assert f"; {combine}]" in combined.justification
+
+
+def test_an_endpoint_that_gave_no_score_is_shown_not_dropped_silently():
+    partial = _judgement(4, None, combine="majority").combined
+    assert partial.value == 4 and partial.endpoints == (1, 2)
+    assert "[ep0: 4 | ep1: —; majority, 1 of 2 endpoints gave no score]" in partial.justification
+    whole = _judgement(4, 2).combined
+    assert whole.endpoints == (2, 2) and "gave no score" not in whole.justification
+    # Repeats of one endpoint: an endpoint with any score counts as having scored.
+    repeats = _judgement(4, None, endpoints=["chat", "chat"]).combined
+    assert repeats.endpoints == (1, 1) and "gave no score" not in repeats.justification
+    nothing = _judgement(None, None).combined
+    assert not nothing.scored and nothing.endpoints == (0, 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,10 +265,8 @@ class EvalConfig:
     @property
     def judges(self) -> tuple[JudgeSpec, ...]:
         """The built-in judges, each with its endpoints (--judge-endpoint if none was named)."""
-        return tuple(
-            JudgeSpec(j.name, j.endpoints or (self.judge_endpoint,), j.temperature, j.max_tokens)
-            for j in self.judge
-        )
+        default = (self.judge_endpoint,)
+        return tuple(replace(j, endpoints=j.endpoints or default) for j in self.judge)
 
     def loggable(self) -> dict[str, str]:
         """The resolved config as flat params for MLflow (no API key is held here; passwords in

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..types import ROW_FORMATS, JudgeSpec, Threshold
+from ..types import COMBINATIONS, ROW_FORMATS, Combination, JudgeSpec, Threshold
 from . import options as o
 from .options import option
 
@@ -24,6 +24,7 @@ class JudgeEntry:
     endpoints: tuple[str, ...] = option((), parse=lambda v: tuple(map(str, o.items(v))))
     temperature: float | None = option(None, parse=TEMPERATURE)
     max_tokens: int | None = option(None, parse=o.integer(1))
+    combine: Combination = option("mean", parse=o.choice(*COMBINATIONS))  # mean, majority
 
 
 def fail(key: str, what: str) -> ValueError:
@@ -37,7 +38,9 @@ def judges(values: list[Any]) -> tuple[JudgeSpec, ...]:
         if isinstance(item, dict):
             entry = o.record(JudgeEntry, item, f"judges[{i}]", fail)
             endpoints = entry.endpoints or ((entry.endpoint,) if entry.endpoint else ())
-            out.append(JudgeSpec(entry.name, endpoints, entry.temperature, entry.max_tokens))
+            out.append(
+                JudgeSpec(entry.name, endpoints, entry.temperature, entry.max_tokens, entry.combine)
+            )
         else:
             name, _, endpoints = str(item).partition("@")
             out.append(JudgeSpec(name.strip(), tuple(e.strip() for e in endpoints.split("+") if e)))

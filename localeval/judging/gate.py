@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..stats import AGGREGATIONS
 from ..types import Dataset, ModelResult, Threshold
 
 if TYPE_CHECKING:
@@ -18,9 +19,9 @@ if TYPE_CHECKING:
 # not after the run. A name this run can log but will not (self_consistency with one verdict per
 # row) is a missing metric: the gate fails after the run (exit 4).
 JUDGE_METRICS = (
-    "mean", "variance", "p90", "ci_low", "ci_high", "unscored_ratio", "unscored_verdict_ratio",
+    *AGGREGATIONS, "ci_low", "ci_high", "unscored_ratio", "unscored_verdict_ratio",
     "failed_rows", "judge_prompt_tokens", "judge_completion_tokens", "judge_tokens_per_s",
-    "mean_spread", "self_consistency", "agreement_kappa", "agreement_alpha",
+    "mean_spread", "self_consistency", "agreement_kappa", "agreement_alpha", "partial_rows",
     "human_labelled_rows", "human_kappa", "human_kappa_ci_low", "human_kappa_ci_high",
     "human_exact", "human_within_1", "human_mean_diff",
 )  # fmt: skip
@@ -54,6 +55,8 @@ def judge_metrics(judge: JudgeDef, repeats: int, labelled: bool) -> list[str]:
         names.append("agreement_kappa")
     elif len(judge.endpoints) > 2:
         names.append("agreement_alpha")
+    if len(judge.endpoints) > 1:
+        names.append("partial_rows")
     if labelled:
         names += HUMAN
     return names

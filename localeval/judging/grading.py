@@ -238,7 +238,7 @@ class Grader:
                     verdicts.append(Verdict(endpoint, repeat, score))
                 else:
                     verdicts.append(self._ask(sample, answer.text, endpoint, repeat))
-        return Judgement(tuple(verdicts))
+        return Judgement(tuple(verdicts), self.judge.combine, self.judge.greater_is_better)
 
     def grade_all(
         self,
@@ -258,18 +258,9 @@ class Grader:
 
 # ---- aggregates -------------------------------------------------------------------------------
 
-_FUNCTIONS = {
-    "mean": np.mean,
-    "variance": np.var,
-    "p90": lambda x: np.percentile(x, 90),
-    "min": np.min,
-    "max": np.max,
-    "median": np.median,
-}
-
 
 def aggregate(
-    values: Sequence[float | None], aggregations: Sequence[str] = ("mean", "variance", "p90")
+    values: Sequence[float | None], aggregations: Sequence[str] = stats.DEFAULT_AGGREGATIONS
 ) -> dict[str, float]:
     """The chosen aggregations over the scored rows, their 95% bootstrap interval, and the
     share of rows left unscored (excluded from everything else)."""
@@ -277,7 +268,7 @@ def aggregate(
     out = {"unscored_ratio": 1 - len(scored) / len(values) if values else 0.0}
     if not len(scored):
         return out
-    out.update({name: float(_FUNCTIONS[name](scored)) for name in aggregations})
+    out.update({name: float(stats.AGGREGATIONS[name](scored)) for name in aggregations})
     low, high = stats.bootstrap_ci(
         list(scored), confidence=stats.CONFIDENCE, n_resamples=stats.RESAMPLES, seed=stats.SEED
     )
@@ -317,7 +308,10 @@ def aggregates(
             out[name] = value
         else:
             undefined[name] = why
-    out["failed_rows"] = float(sum(j.call_failed for j in rows))
+    out["failed_rows"] = float(sum(j.call_failed for j in rows))  # a call of an endpoint failed
+    if len(judge.endpoints) > 1:  # rows scored, but by fewer of its endpoints than were asked
+        counts = [j.combined.endpoints or (0, 0) for j in rows]
+        out["partial_rows"] = float(sum(0 < scored < asked for scored, asked in counts))
     calls = [v.call for j in rows for v in j.verdicts if v.call is not None]
     completion = sum(c.completion_tokens or 0 for c in calls)
     latency = sum(c.latency_s for c in calls if not c.cached)

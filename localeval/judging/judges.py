@@ -22,10 +22,9 @@ from ..config.settings import BUILTIN_JUDGES, TEMPERATURE
 from ..config.slices import JudgingOptions
 from ..errors import ConfigError
 from ..prompts import LAYOUT_MLFLOW, LAYOUT_PREFIX, prefix_first
-from ..types import CONTEXT_ROLE, TARGETS_ROLE, JudgeInfo, JudgeSpec
+from ..stats import AGGREGATIONS, DEFAULT_AGGREGATIONS
+from ..types import COMBINATIONS, CONTEXT_ROLE, TARGETS_ROLE, Combination, JudgeInfo, JudgeSpec
 from .verdict import quote_answer
-
-AGGREGATIONS = ("mean", "variance", "p90", "min", "max", "median")
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ class JudgeDef:
     low: int = 1
     high: int = 5
     prefix_prompt: Any = None  # the same words, the row last (see prompts.LAYOUT_PREFIX)
+    combine: Combination = "mean"  # how its verdicts on a row (endpoints × repeats) make one
 
     @property
     def key(self) -> str:
@@ -104,7 +104,7 @@ def _from_mlflow(
         grading_context_columns=tuple(args["grading_context_columns"] or ()),
         include_input=bool(args["include_input"]),
         greater_is_better=bool(args["greater_is_better"]),
-        aggregations=tuple(args["aggregations"] or ("mean", "variance", "p90")),
+        aggregations=tuple(args["aggregations"] or DEFAULT_AGGREGATIONS),
         endpoints=endpoints,
         temperature=temperature,
         max_tokens=max_tokens,
@@ -121,13 +121,14 @@ def builtin_judge(spec: JudgeSpec, temperature: float, max_tokens: int) -> Judge
             f"{', '.join(BUILTIN_JUDGES)}; define others in a --judges-file."
         )
     metric = getattr(genai, spec.name)(model=f"endpoints:/{spec.endpoints[0]}")
-    return _from_mlflow(metric.genai_metric_args, spec.endpoints, temperature, max_tokens)
+    judge = _from_mlflow(metric.genai_metric_args, spec.endpoints, temperature, max_tokens)
+    return replace(judge, combine=spec.combine)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
     """How a judge samples: the run's --judge-temperature and --judge-max-tokens, merged with a
-    judge's own (`--judge NAME:temperature=...`, a judges file's `parameters:`)."""
+    judge's own (a config file's `judges:` entry, a judges file's `parameters:`)."""
 
     temperature: float
     max_tokens: int
@@ -232,8 +233,9 @@ class _CustomJudge:
     grading_context_columns: tuple[str, ...] = option((), parse=_names)
     include_input: bool = option(True, parse=o.boolean)
     parameters: _Parameters = option(_Parameters(), parse=o.nested(_Parameters, _fail))
-    aggregations: tuple[str, ...] = option(("mean", "variance", "p90"), parse=_aggregations)
+    aggregations: tuple[str, ...] = option(DEFAULT_AGGREGATIONS, parse=_aggregations)
     greater_is_better: bool = option(True, parse=o.boolean)
+    combine: Combination = option("mean", parse=o.choice(*COMBINATIONS))
     endpoint: str | None = option(None, parse=o.text)
     endpoints: tuple[str, ...] = option((), parse=lambda v: tuple(map(str, o.items(v))))
     version: str = option("v1", parse=o.text)
@@ -308,7 +310,8 @@ def _custom_judge(
         )
     except MlflowException as exc:
         raise fail(where, f"MLflow rejected it: {exc.message}") from None
-    return _from_mlflow(metric.genai_metric_args, tuple(endpoints), t, m)
+    judge = _from_mlflow(metric.genai_metric_args, tuple(endpoints), t, m)
+    return replace(judge, combine=spec.combine)
 
 
 def judge_roles(columns: dict[str, list[str]]) -> tuple[bool, bool, tuple[str, ...]]:
