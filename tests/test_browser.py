@@ -21,6 +21,10 @@ PAYLOAD = (
 )
 SCORE_HEADER = "answer_similarity/v1 score"
 
+# One worker runs the module (pytest-xdist's loadgroup), so Chromium and `mlflow server` start
+# once for all its tests.
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
@@ -166,10 +170,12 @@ def test_report_table_charts_and_escaping_in_chromium(
     assert _column(browser, "model") == ["fake-model-b", "fake-model-b"]
 
 
-@pytest.fixture
-def mlflow_server(tracking_uri: str, tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` on the test's tracking store, on loopback, stopped with its whole group."""
-    with run_mlflow_server(tracking_uri, tmp_path / "mlflow-server.log") as url:
+@pytest.fixture(scope="module")
+def mlflow_server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on the session's tracking store (each test has its own experiment), on
+    loopback, shared by the module's UI tests and stopped with its whole group."""
+    log = tmp_path_factory.mktemp("mlflow-server") / "mlflow-server.log"
+    with run_mlflow_server(tracking_uri, log) as url:
         yield url
 
 

@@ -305,7 +305,7 @@ def test_help_shows_one_default_per_option():
 def test_default_run_ends_with_the_headline(fake, run_args, capsys):
     code, out, _ = evaluate(run_args, capsys)
     assert code == 0
-    tail = _lines_before_ui(out)[-7:]
+    tail = _lines_before_ui(out)[-8:]  # heading, model, table (2), failures, cost, speed, note
     assert "=== Summary" in tail and any(line.split()[:2] == [KEY, "4"] for line in tail)
     code, out, _ = evaluate(run_args + ["--rows", "none"], capsys)
     assert code == 0 and "What is Spark?" not in out and out.count(f"{KEY}  4") == 1

@@ -129,7 +129,8 @@ class EvalConfig:
     )
     judge_temperature: float = option(0.0, "judge sampling temperature", parse=TEMPERATURE)
     # A verdict is a score line and a sentence or two of justification (40-80 tokens); a verdict
-    # cut off before its score is asked once more with 4x the budget (a judge that reasons first).
+    # cut off before its score is asked once more, with 2x the budget, only when it was still
+    # reasoning (judging.grading.RAISED_BUDGET).
     judge_max_tokens: int = option(
         120, "judge reply limit, sent as max_tokens", parse=o.integer(1), metavar="N"
     )

@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 JUDGE_METRICS = (
     *AGGREGATIONS, "ci_low", "ci_high", "unscored_ratio", "unscored_verdict_ratio",
     "failed_rows", "judge_prompt_tokens", "judge_completion_tokens", "judge_tokens_per_s",
+    "verdict_tokens_mean", "verdict_tokens_p90", "verdict_tokens_max", "cut_off_ratio",
     "mean_spread", "self_consistency", "agreement_kappa", "agreement_alpha", "partial_rows",
     "human_labelled_rows", "human_kappa", "human_kappa_ci_low", "human_kappa_ci_high",
     "human_exact", "human_within_1", "human_mean_diff",
 )  # fmt: skip
-# Logged by every judge whatever the run (grading.aggregates), besides its aggregations.
+# Logged by every judge whatever the run (figures.aggregates), besides its aggregations.
 ALWAYS = (
     "ci_low", "ci_high", "unscored_ratio", "unscored_verdict_ratio", "failed_rows",
     "judge_prompt_tokens", "judge_completion_tokens", "judge_tokens_per_s",
+    "verdict_tokens_mean", "verdict_tokens_p90", "verdict_tokens_max", "cut_off_ratio",
 )  # fmt: skip
 REPEATED = ("mean_spread", "self_consistency")  # --judge-repeats above 1
 HUMAN = JUDGE_METRICS[JUDGE_METRICS.index("human_labelled_rows") :]  # rows a person graded

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
-import numpy as np
-
-from .. import stats
 from ..calls.client import CallFailed, Endpoint, call_of
 from ..calls.pool import map_ordered
 from ..calls.transport import Transport
@@ -33,6 +30,7 @@ from ..types import (
     CONTEXT_ROLE,
     INJECTION_SUSPECTED,
     JUDGE_ERROR,
+    PARSE_FAILURE,
     TARGETS_ROLE,
     Answer,
     Call,
@@ -42,11 +40,15 @@ from ..types import (
     Verdict,
 )
 from .judges import JudgeDef
-from .verdict import parse_json_verdict, parse_verdict, strip_echo
+from .verdict import parse_json_verdict, parse_verdict, still_thinking, strip_echo
 
-# A verdict cut off by the judge's token budget before its score is asked once more with this
-# many times the budget.
-RAISED_BUDGET = 4
+# A verdict cut off by its token budget is read as it stands: MLflow's text format and our JSON
+# one ask for the score first, so it is usually there. Without one, the judge is asked once more,
+# with this many times the budget, only when it was still reasoning (`still_thinking`): a judge
+# that rambles past its score only rambles longer. (Every such verdict was asked again with 4×:
+# on the comparison with Inspect AI of bench/bench_inspect.py half of our time went to re-asks
+# that were cut off again.)
+RAISED_BUDGET = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +137,24 @@ def prompt_version(judge: JudgeDef, judge_format: str, layout: str, grammar: boo
     return PromptVersion.of(judge, judge_format, layout, grammar).value
 
 
+def spent(first: Call, second: Call | None) -> Call:
+    """Two calls for one verdict as one: both their times and tokens, the second's ending."""
+    if second is None:
+        return first
+
+    def total(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Call(
+        first.started,
+        first.latency_s + second.latency_s,
+        total(first.prompt_tokens, second.prompt_tokens),
+        total(first.completion_tokens, second.completion_tokens),
+        first.cached and second.cached,
+        second.finish_reason,
+    )
+
+
 class Grader:
     """Grades rows for one judge: every endpoint it names, `repeats` times each."""
 
@@ -191,11 +211,22 @@ class Grader:
             score = Score.unscored(JUDGE_ERROR, f"judge call failed: {exc.reason}", exc.reason)
             call = Call(started, time.time() - started)
             return Verdict(endpoint, repeat, score, call, json=use_json)
-        score = self._read(reply.text, answer, use_json)
-        if not score.scored and reply.finish_reason == "length" and not raised:
-            # Cut off before it said a score: once more with room (a judge that reasons first).
-            return self._ask(sample, answer, endpoint, repeat, raised=True)
-        return Verdict(endpoint, repeat, score, call_of(reply, started), json=use_json)
+        score, call = self._read(reply.text, answer, use_json), call_of(reply, started)
+        if score.reason != PARSE_FAILURE or reply.finish_reason != "length":
+            return Verdict(endpoint, repeat, score, call, json=use_json)
+        if not raised and still_thinking(reply.text):
+            again = self._ask(sample, answer, endpoint, repeat, raised=True)
+            return replace(again, call=spent(call, again.call))  # the verdict cost both calls
+        budget = self.judge.max_tokens
+        what = (
+            f"cut off by the judge's token budget before a score, again with {RAISED_BUDGET}× its "
+            f"{budget} tokens (it was still reasoning)"
+            if raised
+            else f"cut off by the judge's {budget}-token budget before a score; not asked again as "
+            "it was not still reasoning (give it more room with --judge-max-tokens if it needs it)"
+        )
+        return Verdict(endpoint, repeat, Score.unscored(PARSE_FAILURE, what, reply.text), call,
+                       json=use_json)  # fmt: skip
 
     def _read(self, reply: str, answer: str, use_json: bool) -> Score:
         """The judge's verdict, never one it copied from the answer under test: copied lines are
@@ -222,7 +253,11 @@ class Grader:
                 if reply is None:
                     return False
                 score = self._read(reply.text, answer, use_json)
-                if not score.scored and reply.finish_reason == "length":
+                if (
+                    score.reason == PARSE_FAILURE
+                    and reply.finish_reason == "length"
+                    and still_thinking(reply.text)
+                ):
                     raised = self.endpoint(endpoint, repeat, use_json, raised=True)
                     if lookup(raised, messages) is None:
                         return False
@@ -254,109 +289,6 @@ class Grader:
             quiet=self.options.quiet,
             on_done=on_done,
         )
-
-
-# ---- aggregates -------------------------------------------------------------------------------
-
-
-def aggregate(
-    values: Sequence[float | None], aggregations: Sequence[str] = stats.DEFAULT_AGGREGATIONS
-) -> dict[str, float]:
-    """The chosen aggregations over the scored rows, their 95% bootstrap interval, and the
-    share of rows left unscored (excluded from everything else)."""
-    scored = np.array([v for v in values if v is not None], dtype=float)
-    out = {"unscored_ratio": 1 - len(scored) / len(values) if values else 0.0}
-    if not len(scored):
-        return out
-    out.update({name: float(stats.AGGREGATIONS[name](scored)) for name in aggregations})
-    low, high = stats.bootstrap_ci(
-        list(scored), confidence=stats.CONFIDENCE, n_resamples=stats.RESAMPLES, seed=stats.SEED
-    )
-    out["ci_low"], out["ci_high"] = float(low), float(high)
-    return out
-
-
-def aggregates(
-    judge: JudgeDef, rows: Sequence[Judgement], repeats: int
-) -> tuple[dict[str, float], dict[str, str]]:
-    """A judge's aggregates (MLflow's, plus unscored shares, CI, agreement, failures, usage),
-    and for each one that cannot be computed, why (it is then left out, never made up)."""
-    out = aggregate([j.combined.value for j in rows], judge.aggregations)
-    undefined: dict[str, str] = {}
-    if "mean" not in out:
-        undefined["mean"] = f"the judge scored none of the {len(rows)} rows"
-    asked = [v.score for j in rows for v in j.verdicts if v.call is not None]
-    if asked:  # every verdict asked of the judge, all repeats and endpoints
-        out["unscored_verdict_ratio"] = sum(not s.scored for s in asked) / len(asked)
-    if repeats > 1:
-        per_endpoint = [
-            [s.value for s in scores] for j in rows for scores in j.by_endpoint().values()
-        ]
-        consistency = stats.self_consistency(per_endpoint)
-        if consistency == consistency:
-            out["self_consistency"] = consistency
-        else:
-            undefined["self_consistency"] = (
-                f"no row has two scored verdicts of one endpoint (of {repeats} asked per row)"
-            )
-        spreads = [s for s in map(stats.spread, per_endpoint) if s is not None]
-        if spreads:
-            out["mean_spread"] = float(sum(spreads) / len(spreads))
-    if len(judge.endpoints) > 1:
-        name, value, why = _agreement(rows, judge.endpoints)
-        if why is None:
-            out[name] = value
-        else:
-            undefined[name] = why
-    out["failed_rows"] = float(sum(j.call_failed for j in rows))  # a call of an endpoint failed
-    if len(judge.endpoints) > 1:  # rows scored, but by fewer of its endpoints than were asked
-        counts = [j.combined.endpoints or (0, 0) for j in rows]
-        out["partial_rows"] = float(sum(0 < scored < asked for scored, asked in counts))
-    calls = [v.call for j in rows for v in j.verdicts if v.call is not None]
-    completion = sum(c.completion_tokens or 0 for c in calls)
-    latency = sum(c.latency_s for c in calls if not c.cached)
-    out["judge_prompt_tokens"] = float(sum(c.prompt_tokens or 0 for c in calls))
-    out["judge_completion_tokens"] = float(completion)
-    if latency > 0:
-        out["judge_tokens_per_s"] = completion / latency
-    return out, undefined
-
-
-def _agreement(
-    rows: Sequence[Judgement], endpoints: tuple[str, ...]
-) -> tuple[str, float, str | None]:
-    """Agreement between the endpoints: (metric name, value, why it is undefined or None)."""
-
-    # Each endpoint's per-row mean over its repeats; kappa wants the first repeat's integer grade.
-    def mean(scores: list[Score]) -> float | None:
-        vals = [s.value for s in scores if s.value is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    def grade(score: Score) -> float | None:  # kappa's categories are the integer grades
-        return None if score.value is None else float(round(score.value))
-
-    by_endpoint = [j.by_endpoint() for j in rows]
-    if len(endpoints) == 2:
-        a = [grade(r[endpoints[0]][0]) for r in by_endpoint]
-        b = [grade(r[endpoints[1]][0]) for r in by_endpoint]
-        kappa = stats.cohen_kappa_quadratic(a, b)
-        pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-        if kappa == kappa:
-            return "agreement_kappa", kappa, None
-        if not pairs:
-            return "agreement_kappa", kappa, "no row was scored by both judges"
-        return (
-            "agreement_kappa",
-            kappa,
-            (
-                f"both judges gave one single grade on all {len(pairs)} rows scored by both: "
-                "agreement cannot be told from chance"
-            ),
-        )
-    matrix = [[mean(r[e]) for e in endpoints] for r in by_endpoint]
-    alpha = stats.krippendorff_alpha(matrix, level="interval")
-    why = None if alpha == alpha else "no variation among the judges' scores, or no row two scored"
-    return "agreement_alpha", alpha, why
 
 
 def verdict_records(rows: Sequence[Judgement]) -> list[dict[str, Any]]:

@@ -109,6 +109,16 @@ def _parse(text: str | None, low: int, high: int, json_first: bool) -> Score:
     return Score(found.value, found.justification, None, text)
 
 
+def still_thinking(text: str | None) -> bool:
+    """Whether a reply cut off by its token budget stopped before the judge's verdict could come:
+    nothing but whitespace (a server that returns the reasoning apart, in `reasoning_content`),
+    or inside a `<think>` block never closed. Only such a reply is worth asking again with more
+    room; one that rambles past where its score should be only rambles longer."""
+    body = (text or "").strip()
+    opened = re.match(r"<(think|thinking)>", body, re.IGNORECASE)
+    return not body or (opened is not None and f"</{opened.group(1).lower()}>" not in body.lower())
+
+
 def _strip_thinking(body: str) -> str:
     if _THINK.match(body):
         return _THINK.sub("", body, count=1).strip()

@@ -216,6 +216,26 @@ def _trust_lines(result: ModelResult) -> list[str]:
     return lines
 
 
+def _cost_lines(result: ModelResult) -> list[str]:
+    """Per judge, the completion tokens its verdicts took and how many the budget cut off: a
+    rambling judge costs minutes per run on a local server."""
+    lines = []
+    for judge in result.judges:
+        mean, p90, top = (number(result.metrics.get(f"{judge.key}/verdict_tokens_{a}"))
+                          for a in ("mean", "p90", "max"))  # fmt: skip
+        calls = [v.call for r in result.rows if judge.key in r.judgements
+                 for v in r.judgements[judge.key].verdicts if v.call is not None]  # fmt: skip
+        replied = [c for c in calls if c.finish_reason is not None]
+        if mean is None or not replied:
+            continue
+        cut = sum(c.finish_reason == "length" for c in replied)
+        lines.append(
+            f"  {judge.key} verdicts: {fmt(mean, 3)} tokens (p90 {fmt(p90, 3)}, max "
+            f"{fmt(top, 3)}), {cut} of {len(replied)} cut off by the token budget"
+        )
+    return lines
+
+
 def format_summary(result: ModelResult, matrices: bool = False) -> str:
     """One model's headline: the judges, failures, speed, people, baseline, warnings.
 
@@ -226,6 +246,7 @@ def format_summary(result: ModelResult, matrices: bool = False) -> str:
         lines += _judge_table(result)
         lines += _trust_lines(result)
         lines.append(_failed_line(result))
+        lines += _cost_lines(result)
         speed = number(result.metrics.get("candidate/tokens_per_s"))
         cached = int(number(result.metrics.get("candidate/cached_answers")) or 0)
         from_cache = f"{cached} answer(s) from the cache, timed when first asked"

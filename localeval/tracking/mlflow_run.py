@@ -28,7 +28,8 @@ from mlflow.exceptions import MlflowException
 
 from ..candidate.model import answer_frame
 from ..judging.agreement import human_agreement
-from ..judging.grading import aggregates, verdict_records
+from ..judging.figures import aggregates
+from ..judging.grading import verdict_records
 from ..judging.judges import JudgeDef
 from ..serving.servers import telemetry_off
 from ..types import (
