@@ -21,10 +21,6 @@ PAYLOAD = (
 )
 SCORE_HEADER = "answer_similarity/v1 score"
 
-# One worker runs the module (pytest-xdist's loadgroup), so Chromium and `mlflow server` start
-# once for all its tests.
-pytestmark = pytest.mark.xdist_group("browser")
-
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
@@ -170,24 +166,29 @@ def test_report_table_charts_and_escaping_in_chromium(
     assert _column(browser, "model") == ["fake-model-b", "fake-model-b"]
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`mlflow server` on the session's tracking store (each test has its own experiment), on
-    loopback, shared by the module's UI tests and stopped with its whole group."""
-    log = tmp_path_factory.mktemp("mlflow-server") / "mlflow-server.log"
-    with run_mlflow_server(tracking_uri, log) as url:
+@pytest.fixture
+def mlflow_server(tracking_uri: str, tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on the test's tracking store, on loopback, stopped with its whole group."""
+    with run_mlflow_server(tracking_uri, tmp_path / "mlflow-server.log") as url:
         yield url
 
 
 @pytest.mark.slow
-def test_mlflow_ui_shows_the_run_and_its_judge_metric(
+def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
     browser, fake, run_args, tracking_uri, mlflow_server, capsys, request
 ):
+    """MLflow's UI on one run (one `mlflow server` start): the run page with its judge metric,
+    then the GenAI UI's Evaluation runs → the run → a row → its judge's feedback."""
     import mlflow
     from selenium.webdriver.common.by import By
 
-    code, _, _ = evaluate(run_args, capsys)
-    assert code == 0
+    fake.reply = lambda body: (
+        "score: 2\njustification: Misses the lifecycle part."
+        if body["model"] == "chat"
+        else "A fake answer."
+    )
+    code, _, err = evaluate(run_args, capsys)
+    assert code == 0, err
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(request.node.name)
     (run,) = client.search_runs([experiment.experiment_id])
@@ -202,24 +203,6 @@ def test_mlflow_ui_shows_the_run_and_its_judge_metric(
     assert run.info.run_name == "fake-model" and "fake-model" in text
     assert request.node.name in text  # the experiment, in the breadcrumb
 
-
-@pytest.mark.slow
-def test_evaluation_runs_page_lists_the_run_and_a_row_shows_its_assessment(
-    browser, fake, run_args, tracking_uri, mlflow_server, capsys, request
-):
-    """MLflow 3.17's GenAI UI: Evaluation runs → the run → a row → its judge's feedback."""
-    import mlflow
-    from selenium.webdriver.common.by import By
-
-    fake.reply = lambda body: (
-        "score: 2\njustification: Misses the lifecycle part."
-        if body["model"] == "chat"
-        else "A fake answer."
-    )
-    code, _, err = evaluate(run_args, capsys)
-    assert code == 0, err
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(request.node.name)
     browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/evaluation-runs")
 
     def visible(xpath: str) -> Any:
