@@ -81,7 +81,7 @@ def cost(calls: Sequence[Call]) -> dict[str, float]:
     """What the verdicts cost: completion tokens per verdict (mean, p90, max; a verdict asked
     again counts both calls) and the share of verdicts the token budget cut off, over the
     verdicts that got a reply. A judge that rambles shows here before it shows in the bill."""
-    replied = [c for c in calls if c.completion_tokens is not None or c.finish_reason is not None]
+    replied = answered(calls)
     if not replied:
         return {}
     out = {"cut_off_ratio": sum(c.finish_reason == "length" for c in replied) / len(replied)}
@@ -90,6 +90,11 @@ def cost(calls: Sequence[Call]) -> dict[str, float]:
         out["verdict_tokens_p90"] = float(np.percentile(tokens, 90))
         out["verdict_tokens_max"] = float(max(tokens))
     return out
+
+
+def answered(calls: Sequence[Call]) -> list[Call]:
+    """The calls that got a reply (a failed call has neither usage nor an ending)."""
+    return [c for c in calls if c.completion_tokens is not None or c.finish_reason is not None]
 
 
 def _agreement(

@@ -155,6 +155,11 @@ def spent(first: Call, second: Call | None) -> Call:
     )
 
 
+def _cut_off_before_score(score: Score, finish_reason: str | None) -> bool:
+    """The token budget ended the reply before the judge gave a score it could be read by."""
+    return score.reason == PARSE_FAILURE and finish_reason == "length"
+
+
 class Grader:
     """Grades rows for one judge: every endpoint it names, `repeats` times each."""
 
@@ -212,7 +217,7 @@ class Grader:
             call = Call(started, time.time() - started)
             return Verdict(endpoint, repeat, score, call, json=use_json)
         score, call = self._read(reply.text, answer, use_json), call_of(reply, started)
-        if score.reason != PARSE_FAILURE or reply.finish_reason != "length":
+        if not _cut_off_before_score(score, reply.finish_reason):
             return Verdict(endpoint, repeat, score, call, json=use_json)
         if not raised and still_thinking(reply.text):
             again = self._ask(sample, answer, endpoint, repeat, raised=True)
@@ -253,11 +258,7 @@ class Grader:
                 if reply is None:
                     return False
                 score = self._read(reply.text, answer, use_json)
-                if (
-                    score.reason == PARSE_FAILURE
-                    and reply.finish_reason == "length"
-                    and still_thinking(reply.text)
-                ):
+                if _cut_off_before_score(score, reply.finish_reason) and still_thinking(reply.text):
                     raised = self.endpoint(endpoint, repeat, use_json, raised=True)
                     if lookup(raised, messages) is None:
                         return False

@@ -12,6 +12,7 @@ import shlex
 import sys
 import textwrap
 
+from ..judging.figures import answered
 from ..redact import mask
 from ..types import HumanAgreement, ModelResult, Outcome, RowResult
 from .present import (
@@ -225,7 +226,7 @@ def _cost_lines(result: ModelResult) -> list[str]:
                           for a in ("mean", "p90", "max"))  # fmt: skip
         calls = [v.call for r in result.rows if judge.key in r.judgements
                  for v in r.judgements[judge.key].verdicts if v.call is not None]  # fmt: skip
-        replied = [c for c in calls if c.finish_reason is not None]
+        replied = answered(calls)  # the verdicts cut_off_ratio is taken over
         if mean is None or not replied:
             continue
         cut = sum(c.finish_reason == "length" for c in replied)
