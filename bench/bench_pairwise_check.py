@@ -1,13 +1,12 @@
 """Can the judge be trusted head to head? A known-answer check (a script, not a test).
 
 From data/judge_check.csv (answers to the same question whose constructed grades differ), each
-question's highest-graded answer against its lowest-graded one: people prefer the former, so a
-trustworthy judge picks it in both orders. The pairs are written to data/pairwise_check.csv
-(columns `better`, `worse`), then two runs of the entry script on the same data, the first
-answering with `worse` from the data, the second with `better` and `--baseline last
---pairwise`: the second run's `pairwise/baseline_vs_*` metrics are the judge's agreement with
-people (win rate: ties count half; and without ties), its position consistency and
-first-position rate, with intervals.
+question's highest-graded answer against its lowest-graded one, the better one in column
+`answer_a` on odd rows and in `answer_b` on even ones, with a person's preference in
+`human_preference` (A or B): written to data/pairwise_check.csv. Then one run of the entry
+script on it, `--answer-col answer_a --answer-col answer_b --pairwise`: the pair's metrics are
+the judge's agreement with people (with and without ties, 95% intervals), its position
+consistency (with its interval) and first-position rate.
 
     .venv/bin/python bench/bench_pairwise_check.py            # the embedded stand-in judge
     .venv/bin/python bench/bench_pairwise_check.py -- --gateway-url http://127.0.0.1:5002
@@ -39,16 +38,19 @@ def build_pairs() -> int:
         rows.sort(key=lambda r: int(r[GRADE]))
         worse, better = rows[0], rows[-1]
         if int(better[GRADE]) > int(worse[GRADE]):
+            first = len(pairs) % 2 == 0  # the better answer shown as A on every other row
+            a, b = (better, worse) if first else (worse, better)
             pairs.append(
                 {
                     "id": qid,
                     "lang": better["lang"],
                     "inputs": better["inputs"],
                     "ground_truth": better["ground_truth"],
-                    "better": better["answer"],
-                    "worse": worse["answer"],
-                    "better_grade": better[GRADE],
-                    "worse_grade": worse[GRADE],
+                    "answer_a": a["answer"],
+                    "answer_b": b["answer"],
+                    "human_preference": "A" if first else "B",
+                    "grade_a": a[GRADE],
+                    "grade_b": b[GRADE],
                 }
             )
     with PAIRS.open("w", encoding="utf-8", newline="") as f:
@@ -63,26 +65,22 @@ def main(extra: list[str]) -> int:
     print(f"{n} pairs written to {PAIRS.relative_to(ROOT)}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="pairwise-check-"))
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    common = [sys.executable, str(ROOT / "mlflow_evaluate.py"), "--data", str(PAIRS),
-              "--tracking-uri", uri, "--cache-dir", str(work / "cache"), "--quiet",
-              "--rows", "none", *extra]  # fmt: skip
-    for args in (["--answer-col", "worse"], ["--answer-col", "better", "--baseline", "last",
-                                              "--pairwise"]):  # fmt: skip
-        proc = subprocess.run([*common, *args], cwd=work, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-            return proc.returncode
-    print(proc.stdout[proc.stdout.find("vs baseline") - 200 :][:1500])
+    argv = [sys.executable, str(ROOT / "mlflow_evaluate.py"), "--data", str(PAIRS),
+            "--tracking-uri", uri, "--cache-dir", str(work / "cache"), "--quiet",
+            "--rows", "none", "--answer-col", "answer_a", "--answer-col", "answer_b",
+            "--pairwise", *extra]  # fmt: skip
+    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        return proc.returncode
+    print(proc.stdout[proc.stdout.rfind("Head to head") :][:1500])
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    run = client.search_runs(["1"], order_by=["attribute.start_time DESC"])[0]
-    figures = {k.rpartition("/")[2]: v for k, v in run.data.metrics.items() if "pairwise/" in k}
-    for key in sorted(figures):
-        print(f"  {key}: {figures[key]:.3g}")
-    decided = figures.get("wins", 0) + figures.get("losses", 0)
-    if decided:
-        print(f"  agreement without ties: {figures.get('wins', 0) / decided:.3g} of {decided:g}")
+    (parent,) = [r for r in client.search_runs(["1"]) if "mlflow.parentRunId" not in r.data.tags]
+    for key, value in sorted(parent.data.metrics.items()):
+        if key.startswith("pairwise/"):
+            print(f"  {key.rpartition('/')[2]}: {value:.3g}")
     return 0
 
 

@@ -17,6 +17,10 @@ from .types import CONTEXT, GROUND_TRUTH, INPUTS, Dataset, Sample
 SUFFIXES = (".csv", ".json", ".jsonl", ".parquet")
 
 
+# With two answer columns, a person's pick between them (A, B or tie), read if present.
+PREFERENCE_COL = "human_preference"
+
+
 @dataclass(frozen=True)
 class Columns:
     """Which file columns hold the input, the target and the context."""
@@ -24,8 +28,25 @@ class Columns:
     input: str = INPUTS
     target: str = GROUND_TRUTH
     context: str = CONTEXT
-    answer: str | None = None  # --answer-col: answers judged as they are, no candidate call
+    answers: tuple[str, ...] = ()  # --answer-col: answers judged as they are, no candidate call
+    preference: str | None = None  # with two answer columns: a person's pick (A, B or tie)
     labels: tuple[tuple[str, str], ...] = ()  # (judge name, column of a person's grades)
+
+
+def _preference(path: Path, row: int, record: dict[str, Any], column: str | None) -> str | None:
+    """A person's pick of the two answer columns: A (the first), B (the second) or tie (C too);
+    an empty cell is no preference."""
+    value = _text(record.get(column)) if column else None
+    if value is None:
+        return None
+    pick = {"a": "a", "b": "b", "tie": "tie", "c": "tie"}.get(value.strip().lower())
+    if pick is None:
+        raise DataError(
+            f"Data file {path}, row {row}, column {column!r}: {value!r} is not a preference. "
+            "Write A (the first answer column is better), B (the second) or tie, or leave it "
+            "empty."
+        )
+    return pick
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -176,8 +197,10 @@ def load_dataset(
         required.append(
             (extra, "change the judge's grading_context_columns", why(extra, "grading context"))
         )
-    if columns.answer is not None:
-        required.append((columns.answer, "pick another with --answer-col", "the answer to judge"))
+    for answer in columns.answers:
+        required.append((answer, "pick another with --answer-col", "the answer to judge"))
+    two = len(columns.answers) == 2  # a person's pick between two answer columns
+    preference = columns.preference if two and columns.preference in present else None
     found = tuple((j, f"human_{j}") for j in judges if f"human_{j}" in present)
     named = {judge for judge, _ in columns.labels}
     labels = columns.labels + tuple(pair for pair in found if pair[0] not in named)
@@ -198,7 +221,7 @@ def load_dataset(
         row = index + 1  # 1-based, as a person counts data rows (CSV header excluded)
         if not isinstance(record, dict):
             raise DataError(f"Data file {path}, row {row}: expected an object, got {record!r}.")
-        named = (columns.input, columns.target, columns.context, columns.answer, *need_extra)
+        named = (columns.input, columns.target, columns.context, *columns.answers, *need_extra)
         values = {c: _text(record.get(c)) for c in named if c is not None}
         for column, _flag, what in required:
             if values[column] is None:
@@ -206,7 +229,7 @@ def load_dataset(
                     f"Data file {path}, row {row}, column {column!r}: empty ({what} is "
                     "required). Fill it in or remove the row."
                 )
-        used = {columns.input, columns.target, columns.context, columns.answer}
+        used = {columns.input, columns.target, columns.context, *columns.answers, preference}
         used.update(column for _, column in labels)
         samples.append(
             Sample(
@@ -215,7 +238,8 @@ def load_dataset(
                 target=values[columns.target],
                 context=values[columns.context],
                 metadata={k: v for k, v in record.items() if k not in used and k != "id"},
-                answer=values.get(columns.answer) if columns.answer else None,
+                answers={c: values[c] for c in columns.answers},
+                preference=_preference(path, row, record, preference),
                 labels=_labels(path, row, record, labels),
             )
         )

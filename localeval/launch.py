@@ -29,7 +29,7 @@ def early(config: EvalConfig, services: ExitStack) -> Launch:
     stage: the config is cut here into the pieces the stages below take."""
     serving = ServingOptions.of(config)
     data = DataOptions.of(config)
-    resolved = stack.plan(serving, candidates=data.answer_col is None)
+    resolved = stack.plan(serving, candidates=not data.answer_col)
     launch = Launch(resolved)
     if resolved.to_start and not answers_cached(
         CacheOptions.of(config), data, CandidateOptions.of(config), resolved.models

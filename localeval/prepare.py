@@ -9,6 +9,7 @@ needs is not in the cache. The config is cut here, at the edge, into the pieces 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -26,13 +27,19 @@ from .config.slices import (
     ServingOptions,
     TrackingOptions,
 )
-from .dataset import Columns, human_columns, load_dataset
+from .dataset import PREFERENCE_COL, Columns, human_columns, load_dataset
 from .errors import ConfigError
 from .judging.gate import check_names
 from .judging.grading import Grader, GradingOptions, prompt_version
-from .judging.judges import JudgeDef, judge_roles, needed_columns, resolve_judges
+from .judging.judges import (
+    JudgeDef,
+    judge_roles,
+    needed_columns,
+    pairwise_rubric,
+    resolve_judges,
+)
+from .judging.pairs import PairwiseRubric, metric_name
 from .launch import Launch, early
-from .prompts import ANSWER_PREFERENCE_VERSION
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
 from .tracking import mlflow_run as tracking
@@ -63,6 +70,11 @@ class Prepared:
     params: dict[str, str] = field(default_factory=dict)  # run-wide params beyond the config
     baseline: Baseline | None = None
     notes: list[str] = field(default_factory=list)
+    # A person's pick per row ("a", "b", "tie" or None) between the two answer columns, the
+    # pair of versions it is about (their ids).
+    preferences: list[str | None] | None = None
+    preference_pair: tuple[str, str] | None = None
+    rubric: PairwiseRubric = field(default_factory=PairwiseRubric)
 
 
 def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = None) -> Prepared:
@@ -79,13 +91,16 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
     track = TrackingOptions.of(config)
     launch = launch or early(config, services)
     judges = resolve_judges(judging)
+    rubric = pairwise_rubric(judging.judges_file, judging.judges_yaml)
     needed = needed_columns(judges)
     endpoints = {e for d in judges for e in d.endpoints}
-    from_data = data.answer_col is not None
+    from_data = bool(data.answer_col)
     resolved = launch.resolved
     models = resolved.models
     if from_data:  # the answers in the data play the candidate: nothing to call
-        models = (ModelSpec(f"answers:{data.answer_col}", f"data column {data.answer_col}"),)
+        models = tuple(
+            ModelSpec(f"answers:{c}", f"data column {c}", answer_col=c) for c in data.answer_col
+        )
     notes = []
     if resolved.embedded_judge:
         notes.append(
@@ -141,8 +156,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
             "(e.g. --model A,B), or compare with an earlier run: --baseline last."
         )
     if judging.pairwise:
-        params["pairwise/prompt_version"] = ANSWER_PREFERENCE_VERSION
-        params["pairwise/endpoint"] = judging.judge_endpoint
+        params["pairwise/prompt_version"] = rubric.key
+        params["pairwise/endpoint"] = rubric.endpoint or judging.judge_endpoint
     if track.fail_if_worse and track.baseline is None:
         raise ConfigError("--fail-if-worse compares with a baseline: add --baseline last.")
     # The data last among the checks that need no call: it may be the slowest to read.
@@ -154,7 +169,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
             data.input_col,
             data.target_col,
             data.context_col,
-            answer=data.answer_col,
+            answers=data.answer_col,
+            preference=PREFERENCE_COL,
             labels=human_columns(data.human_col, names),
         ),
         need_target=need_target,
@@ -164,13 +180,24 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         judges=tuple(names),
         shard=data.shard,
     )
-    check_names(judging.fail_under, judges, judging.repeats, dataset)  # before any call
+    pair_prefixes = _pair_prefixes(models, track.baseline) if judging.pairwise else []
+    check_names(judging.fail_under, judges, judging.repeats, dataset, pair_prefixes)
+    preferences = [s.preference for s in dataset.samples]
+    if any(preferences) and not judging.pairwise:
+        notes.append(
+            f"column {PREFERENCE_COL!r} (a person's pick of the two answers) is read only with "
+            "--pairwise: add it to measure the judge against it"
+        )
     for note in resolved.notes:
         print(f"note: {note}", flush=True)
     starting = launch.starting
     # Servers started at launch: an answer is missing, so a verdict is too.
-    cached = starting is None and _every_reply_cached(
-        CacheOptions.of(config), candidate, from_data, dataset, models, judges, grading
+    cached = (
+        starting is None
+        and not judging.pairwise
+        and _every_reply_cached(
+            CacheOptions.of(config), candidate, from_data, dataset, models, judges, grading
+        )
     )
     if resolved.to_start and starting is None:
         if cached:
@@ -217,7 +244,20 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         params=params,
         baseline=base,
         notes=notes,
+        preferences=preferences if any(preferences) else None,
+        rubric=rubric,
+        preference_pair=(models[0].id, models[1].id) if len(models) == 2 else None,
     )
+
+
+def _pair_prefixes(models: Sequence[ModelSpec], baseline: str | None) -> list[str]:
+    """`pairwise/<A>_vs_<B>` of every pair --pairwise will judge."""
+    if baseline is not None:
+        return [f"pairwise/baseline_vs_{metric_name(m.id)}" for m in models]
+    return [
+        f"pairwise/{metric_name(a.id)}_vs_{metric_name(b.id)}"
+        for a, b in itertools.combinations(models, 2)
+    ]
 
 
 def _every_reply_cached(
@@ -246,7 +286,7 @@ def _every_reply_cached(
             settings = candidate_settings(candidate, spec)
             for sample in dataset.samples:
                 if from_data:
-                    answer = sample.answer
+                    answer = sample.answers.get(spec.answer_col or "")
                 else:
                     reply = lookup(settings.endpoint(), settings.messages(sample.input))
                     answer = None if reply is None else reply.text

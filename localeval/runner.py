@@ -17,14 +17,17 @@ from .calls.transport import Transport, activate
 from .candidate.model import log_candidate
 from .candidate.settings import answer_all, candidate_settings
 from .config.settings import EvalConfig
-from .judging import pairwise
-from .judging.gate import check_gate
+from .judging import pairs
+from .judging.gate import check_gate, check_pairs
 from .judging.grading import Grader
 from .judging.judges import JudgeDef
+from .judging.pairs import HeadToHead
 from .judging.pairwise import PairwiseJudge
 from .launch import Launch
+from .outcome import Outcome, Strength
 from .prepare import Prepared, prepare
 from .redact import mask
+from .tracking import head_to_head
 from .tracking import mlflow_run as tracking
 from .tracking.baseline import compare_with
 from .tracking.baseline import metrics as baseline_metrics
@@ -35,7 +38,6 @@ from .types import (
     Judgement,
     ModelResult,
     ModelSpec,
-    Outcome,
     RowResult,
     Sample,
     Verdict,
@@ -48,13 +50,15 @@ def evaluate_model(
     graders: Sequence[Grader],
     transport: Transport,
     model: Any,
-    gate_failures: list[str] | None = None,
+    pairs: list[HeadToHead] | None = None,
+    run_name: str | None = None,
 ) -> tuple[ModelResult, list[str]]:
     """One model: its MLflow run, every row's answer, every judge's verdicts, the evaluation.
 
     Args:
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
-        gate_failures: where a --fail-if-worse failure head to head is added.
+        pairs: where the head to head against the baseline is added (--pairwise --baseline).
+        run_name: the run's name (its model id when None).
     """
     settings = candidate_settings(p.candidate, spec)
     samples = p.dataset.samples
@@ -76,7 +80,8 @@ def evaluate_model(
     def prompt(row: RowResult, key: str, verdict: Verdict) -> str:
         return by_key[key].prompt(row.sample, row.answer.text or "", verdict.json)
 
-    with tracking.model_run(spec, params, model_id, p.tracking.tags) as run_id:
+    name = run_name or spec.id
+    with tracking.model_run(spec, params, model_id, p.tracking.tags, name) as run_id:
         trace_settings = TraceSettings(
             run_id=run_id,
             experiment_id=p.experiment_id,
@@ -97,7 +102,7 @@ def evaluate_model(
         try:
             started = time.perf_counter()
             if p.from_data:
-                answers = [Answer(s.answer) for s in samples]
+                answers = [Answer(s.answers.get(spec.answer_col or "")) for s in samples]
             else:
                 client = transport.client(settings.endpoint())
                 answers = answer_all(
@@ -114,15 +119,16 @@ def evaluate_model(
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
                 mlflow.log_metrics(baseline_metrics(result.vs_baseline))
-                if p.judging.pairwise:
-                    lines, failed = _against_baseline(p, result, transport)
-                    notes = [*notes, *lines]
-                    if failed and gate_failures is not None:
-                        gate_failures.append(failed)
         finally:
             failed = writer.close()
+        result.traces = writer.trace_ids
         if failed is not None:
             notes = [*notes, f"traces of {spec.id} not written: {failed}"]
+        if p.baseline is not None and p.judging.pairwise and pairs is not None:
+            if len(p.baseline.answers) != len(result.rows):
+                notes = [*notes, f"--pairwise: {p.baseline.label} holds no answers to compare with"]
+            else:
+                pairs.append(_against_baseline(p, result, transport))
     return result, notes
 
 
@@ -173,81 +179,82 @@ def compare(results: Sequence[ModelResult], judges: Sequence[JudgeDef]) -> list[
     return out
 
 
-def _pairwise_judge(p: Prepared, transport: Transport) -> PairwiseJudge:
-    return PairwiseJudge(
+def _judge_pair(
+    p: Prepared,
+    transport: Transport,
+    a: tuple[str, Sequence[Answer]],
+    b: tuple[str, Sequence[Answer]],
+    traces: dict[int, str],
+    a_metric: str | None = None,
+) -> HeadToHead:
+    """Every row of one pair of versions (label, answers) judged in both orders; its figures,
+    table and per-row assessments (on `traces`, B's) logged on the active run."""
+    judge = PairwiseJudge(
         p.judging.judge_endpoint,
         p.grading,
         transport,
         p.judging.temperature,
         p.judging.max_tokens,
+        p.rubric,
     )
+    samples = p.dataset.samples
+    human = p.preferences if (a[0], b[0]) == p.preference_pair else None
+    rows = judge.judge_all(samples, a[1], b[1], f"head to head {b[0]} vs {a[0]}", human)
+    pair = HeadToHead(
+        a=a[0],
+        b=b[0],
+        rows=rows,
+        figures=pairs.figures(a[0], b[0], rows),
+        a_metric=a_metric,
+        run_id=mlflow.active_run().info.run_id,
+        version=judge.version,
+        answers=[(x.text, y.text) for x, y in zip(a[1], b[1])],
+    )
+    head_to_head.log(pair, samples, (a[1], b[1]), traces, judge.name)
+    return pair
 
 
-def _against_baseline(
-    p: Prepared, result: ModelResult, transport: Transport
-) -> tuple[list[str], str | None]:
+def _against_baseline(p: Prepared, result: ModelResult, transport: Transport) -> HeadToHead:
     """This run's answers against the baseline run's, head to head in both orders; the figures
-    on this run (`pairwise/baseline_vs_<model>/...`); --fail-if-worse fails when the win rate's
-    interval lies below one half."""
+    on this run (`pairwise/baseline_vs_<model>/...`)."""
     base = p.baseline
     assert base is not None
-    if len(base.answers) != len(result.rows):
-        return [f"--pairwise: {base.label} holds no answers to compare with"], None
     theirs = [Answer(a, None if a is not None else "failed in the baseline") for a in base.answers]
-    rows = _pairwise_judge(p, transport).judge_all(
-        p.dataset.samples, theirs, [r.answer for r in result.rows], "head to head vs baseline"
+    mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
+    ours = [r.answer for r in result.rows]
+    return _judge_pair(
+        p, transport, (base.label, theirs), (result.model.id, ours), result.traces, "baseline"
     )
-    mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
-    figures = pairwise.figures(base.label, result.model.id, rows)
-    mlflow.log_metrics(pairwise.pair_metrics(figures, a="baseline"))
-    failed = None
-    if p.tracking.fail_if_worse and figures.ci_high < 0.5:
-        failed = (
-            f"{result.model.id} loses head to head against {base.label}: win rate "
-            f"{figures.win_rate:.0%} [{figures.ci_low:.0%}, {figures.ci_high:.0%}], below one half"
-        )
-    return [pairwise.headline(figures)], failed
 
 
-def _head_to_head(p: Prepared, results: Sequence[ModelResult], transport: Transport) -> list[str]:
-    """Every pair of models judged head to head on each row, in both orders; the figures logged
-    on the comparison's parent run; one line per pair (and the strengths for three or more)."""
-    judge = _pairwise_judge(p, transport)
+def _head_to_head(p: Prepared, outcome: Outcome, transport: Transport) -> None:
+    """Every pair of models judged head to head on each row, in both orders, logged on the
+    comparison's parent run; for three or more, their Bradley-Terry strengths."""
+    results = outcome.results
     mlflow.log_params({k: v for k, v in p.params.items() if k.startswith("pairwise/")})
-    samples = p.dataset.samples
-    lines, comparisons = [], [[] for _ in samples]
+    comparisons: list[list[tuple[int, int, float]]] = [[] for _ in p.dataset.samples]
     for i, j in itertools.combinations(range(len(results)), 2):
         a, b = results[i], results[j]
-        rows = judge.judge_all(
-            samples,
-            [r.answer for r in a.rows],
-            [r.answer for r in b.rows],
-            f"head to head {b.model.id} vs {a.model.id}",
+        pair = _judge_pair(
+            p,
+            transport,
+            (a.model.id, [r.answer for r in a.rows]),
+            (b.model.id, [r.answer for r in b.rows]),
+            b.traces,
         )
-        figures = pairwise.figures(a.model.id, b.model.id, rows)
-        mlflow.log_metrics(pairwise.pair_metrics(figures))
-        lines.append(pairwise.headline(figures))
-        for k, row in enumerate(rows):
+        outcome.head_to_head.append(pair)
+        for k, row in enumerate(pair.rows):
             if row.outcome is not None:
-                won = {"b": 1.0, "tie": 0.5, "a": 0.0}[row.outcome]
-                comparisons[k].append((i, j, won))
+                comparisons[k].append((i, j, {"b": 1.0, "tie": 0.5, "a": 0.0}[row.outcome]))
     if len(results) >= 3:
         names = [r.model.id for r in results]
-        strengths = stats.bradley_terry(names, comparisons, seed=stats.SEED)
-        for name, (score, low, high) in strengths.items():
-            key = f"pairwise/{pairwise.metric_name(name)}/bt_score"
+        found = stats.bradley_terry(names, comparisons, seed=stats.SEED)
+        for name, (score, low, high) in found.items():
+            key = f"pairwise/{pairs.metric_name(name)}/bt_score"
             mlflow.log_metrics({key: score, f"{key}_ci_low": low, f"{key}_ci_high": high})
-        ranking = sorted(strengths, key=lambda n: -strengths[n][0])
-        shown = ", ".join(
-            f"{n} {strengths[n][0]:.0f} [{strengths[n][1]:.0f}, {strengths[n][2]:.0f}]"
-            for n in ranking
-        )
-        apart = stats.separability(strengths)
-        lines.append(
-            f"head to head, Bradley-Terry strengths (95% intervals, 200 row resamples): {shown}; "
-            f"{apart:.0%} of the pairs are separable"
-        )
-    return lines
+        ranked = sorted(found, key=lambda n: -found[n][0])
+        outcome.strengths = [Strength(n, *found[n]) for n in ranked]
+        outcome.separability = stats.separability(found)
 
 
 def _log_comparison(outcome: Outcome) -> None:
@@ -294,28 +301,33 @@ def run(
             )
             for spec in p.models
         ]
-        pairwise_failures: list[str] = []
+        # Two runs of one model must be told apart in MLflow's run lists: the model id and when.
+        stamp = time.strftime("%m-%d %H:%M:%S")
         if len(p.models) == 1:
+            name = p.tracking.run_name or f"{p.models[0].id} {stamp}"
             result, notes = evaluate_model(
-                p, p.models[0], graders, transport, models[0], pairwise_failures
+                p, p.models[0], graders, transport, models[0], outcome.head_to_head, name
             )
             outcome.notes += notes
             outcome.results.append(result)
         else:
-            with mlflow.start_run(run_name=f"compare {len(p.models)} models") as parent:
+            name = p.tracking.run_name or f"compare {len(p.models)} models {stamp}"
+            with mlflow.start_run(run_name=name) as parent:
                 outcome.parent_run_id = parent.info.run_id
                 mlflow.set_tags(tracking.user_tags(p.tracking.tags))
                 mlflow.log_params(p.tracking.params)
                 for spec, model in zip(p.models, models):
                     result, notes = evaluate_model(
-                        p, spec, graders, transport, model, pairwise_failures
+                        p, spec, graders, transport, model, outcome.head_to_head
                     )
                     outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)
                 outcome.comparisons = compare(outcome.results, p.judges)
                 if p.judging.pairwise:
-                    outcome.notes += _head_to_head(p, outcome.results, transport)
+                    _head_to_head(p, outcome, transport)
                 _log_comparison(outcome)
         outcome.gate_failures = check_gate(p.fail_under, outcome.results, p.tracking.fail_if_worse)
-        outcome.gate_failures += pairwise_failures
+        outcome.gate_failures += check_pairs(
+            p.fail_under, outcome.head_to_head, p.tracking.fail_if_worse
+        )
         return outcome

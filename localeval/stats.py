@@ -24,6 +24,7 @@ Value = float | int | None
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 SEED = 0
+BT_RESAMPLES = 200  # Bradley-Terry refits (Arena-Hard's figure; each refit is a fit)
 
 # Resamples are drawn in batches of at most this many indices, so 2000 resamples of a large
 # dataset stay within a few MB; the batching depends only on the row count, and SciPy draws the
@@ -300,7 +301,7 @@ def bradley_terry(
     versions: Sequence[str],
     rows: Sequence[Sequence[tuple[int, int, float]]],
     confidence: float = CONFIDENCE,
-    n_resamples: int = 200,
+    n_resamples: int = BT_RESAMPLES,
     seed: int = SEED,
 ) -> dict[str, tuple[float, float, float]]:
     """Bradley–Terry strengths of several versions from head-to-head outcomes, as Chatbot Arena

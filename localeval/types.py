@@ -1,5 +1,6 @@
-"""The types every module shares: what is asked (specs), what each row got (results), what the
-run produced (outcome). A leaf: it imports nothing of ours, so anything may import it.
+"""The types every module shares: what is asked (specs), what each row got (results), and the
+comparisons between models (the whole run's `Outcome`, which also holds head-to-head results, is
+in `outcome`). A leaf: it imports nothing of ours, so anything may import it.
 
 One `RowResult` per row is the truth about a run; MLflow's results table, the traces, the
 terminal, the HTML report and the exports are all rendered from it.
@@ -58,6 +59,7 @@ class ModelSpec:
     base_url: str
     server_id: str | None = None  # a stable name for a server we started (the cache key)
     embedded: bool = False  # the embedded llama.cpp model (its answers follow a grammar)
+    answer_col: str | None = None  # --answer-col: its answers are this data column's
     # A model that is another one with its own settings (the embedded model's second id): the
     # id the server knows it by, and the system prompt and temperature replacing the run's.
     served_as: str | None = None
@@ -101,8 +103,14 @@ class Sample:
     target: str | None = None
     context: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    answer: str | None = None  # --answer-col: the answer to judge, from the data
+    answers: dict[str, str | None] = field(default_factory=dict)  # --answer-col COL -> answer
+    preference: str | None = None  # a person's pick of two answer columns: "a", "b" or "tie"
     labels: dict[str, float] = field(default_factory=dict)  # judge name -> a person's grade
+
+    @property
+    def answer(self) -> str | None:
+        """The answer to judge from the data (the first --answer-col), if any."""
+        return next(iter(self.answers.values()), None)
 
 
 @dataclass(frozen=True)
@@ -316,6 +324,7 @@ class ModelResult:
     human: dict[str, HumanAgreement] = field(default_factory=dict)  # judge key -> vs people
     undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
     warnings: list[str] = field(default_factory=list)  # why a score may not deserve trust
+    traces: dict[int, str] = field(default_factory=dict)  # row index -> its trace's id
 
     @property
     def failed_rows(self) -> int:
@@ -371,30 +380,3 @@ class Comparison:
         if not self.greater_is_better:
             verdict = {"better": "worse", "worse": "better"}.get(verdict, verdict)
         return verdict
-
-
-@dataclass
-class Outcome:
-    """Everything the entry script prints, writes and maps to an exit code."""
-
-    dataset: Dataset
-    tracking_uri: str
-    experiment_id: str
-    results: list[ModelResult]
-    parent_run_id: str | None = None
-    notes: list[str] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
-    gate_failures: list[str] = field(default_factory=list)
-
-    @property
-    def failed_rows(self) -> int:
-        return sum(r.failed_rows for r in self.results)
-
-    @property
-    def judges(self) -> list[JudgeInfo]:
-        """Every judge of every model, each once, in order."""
-        seen: dict[str, JudgeInfo] = {}
-        for result in self.results:
-            for judge in result.judges:
-                seen.setdefault(judge.key, judge)
-        return list(seen.values())

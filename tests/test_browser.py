@@ -200,7 +200,7 @@ def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
     # The UI is a React app: wait until the run's data has been fetched and drawn.
     _wait(browser, lambda d: "answer_similarity/v1/mean" in page_text(d), timeout=90)
     text = page_text(browser)
-    assert run.info.run_name == "fake-model" and "fake-model" in text
+    assert run.info.run_name.startswith("fake-model ") and run.info.run_name in text
     assert request.node.name in text  # the experiment, in the breadcrumb
 
     browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/evaluation-runs")
@@ -212,7 +212,7 @@ def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
             timeout=90,
         )
 
-    visible("//a[normalize-space(text())='fake-model']").click()  # the run is listed
+    visible(f"//a[normalize-space(text())='{run.info.run_name}']").click()  # the run is listed
     visible("//*[contains(text(), 'What is MLflow?')]").click()  # its rows: open one
     visible("//button[contains(., 'Assess')]").click()
     toggle = "[data-component-id='shared.model-trace-explorer.toggle-assessment-expanded']"

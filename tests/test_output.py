@@ -14,6 +14,7 @@ from typed_rows import graded_row
 from localeval.calls import progress as progress_module
 from localeval.calls.pool import map_ordered
 from localeval.config.settings import build_parser
+from localeval.outcome import Outcome
 from localeval.output.present import paired, shorten
 from localeval.output.terminal import COMPACT_ROWS, CUT, format_outcome
 from localeval.types import (
@@ -23,7 +24,6 @@ from localeval.types import (
     JudgeInfo,
     ModelResult,
     ModelSpec,
-    Outcome,
     PairedComparison,
     RowResult,
 )

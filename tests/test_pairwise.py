@@ -7,11 +7,8 @@ import math
 import pytest
 
 from localeval import stats
+from localeval.judging.pairs import OrderVerdict, PairRow, figures, headline
 from localeval.judging.pairwise import (
-    OrderVerdict,
-    PairRow,
-    figures,
-    headline,
     parse_json,
     parse_text,
     render,

@@ -97,7 +97,7 @@ def answers_cached(
 ) -> bool:
     """Whether the reply cache holds every candidate answer the run needs (read before the
     judges are known, so the data is read with the question column only)."""
-    if data.answer_col is not None:
+    if data.answer_col:
         return True  # the answers are in the data
     folder = cache_options.folder.resolve()
     if not cache_options.read or not (folder / "replies.sqlite").exists():

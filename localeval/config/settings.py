@@ -118,6 +118,12 @@ class EvalConfig:
         "CI gate: exit 4 when a judge's 95%% interval against --baseline lies below zero",
         parse=o.boolean, switch=True,
     )  # fmt: skip
+    run_name: str | None = option(
+        None,
+        "the MLflow run's name (the parent run's with several models); by default the model id "
+        "and the time, so two runs of one model are told apart",
+        parse=o.text, metavar="NAME",
+    )  # fmt: skip
     pairwise: bool = option(
         False,
         "head to head: with several models, a judge compares every pair of models' answers on "
@@ -213,11 +219,12 @@ class EvalConfig:
         "no trace per row (MLflow's Evaluation runs page then does not list the run)",
         parse=o.boolean, switch=True,
     )  # fmt: skip
-    answer_col: str | None = option(
-        None,
+    answer_col: tuple[str, ...] = option(
+        (),
         "judge the answers already in this data column (from logs, another system, or written by "
-        "hand): no candidate model and no candidate call",
-        parse=o.text, metavar="COL",
+        "hand): no candidate model and no candidate call; twice with --pairwise, the two columns "
+        "head to head (a column human_preference, A/B/tie, is a person's pick)",
+        parse=v.strings, repeat=True, metavar="COL",
     )  # fmt: skip
     human_col: tuple[str, ...] = option(
         (),

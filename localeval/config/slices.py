@@ -123,6 +123,7 @@ class TrackingOptions:
     tags: tuple[tuple[str, str], ...]
     traces: bool
     baseline: str | None  # a run id, or "last"
+    run_name: str | None  # None: the model id and the time
     fail_if_worse: bool
     params: dict[str, str]  # the resolved config as the runs' params
 
@@ -134,6 +135,7 @@ class TrackingOptions:
             tags=tuple(config.tag),
             traces=not config.no_traces,
             baseline=config.baseline,
+            run_name=config.run_name,
             fail_if_worse=config.fail_if_worse,
             params=config.loggable(),
         )
@@ -147,7 +149,7 @@ class DataOptions:
     input_col: str
     target_col: str
     context_col: str
-    answer_col: str | None  # answers from the data: no candidate is asked
+    answer_col: tuple[str, ...]  # answers from the data: no candidate is asked
     human_col: tuple[str, ...]
     shard: tuple[int, int] | None
 
@@ -158,7 +160,7 @@ class DataOptions:
             input_col=config.input_col,
             target_col=config.target_col,
             context_col=config.context_col,
-            answer_col=config.answer_col,
+            answer_col=tuple(config.answer_col),
             human_col=tuple(config.human_col),
             shard=config.shard,
         )

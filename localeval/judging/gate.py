@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..stats import AGGREGATIONS
 from ..types import Dataset, ModelResult, Threshold
+from .pairs import HeadToHead, pair_metrics
 
 if TYPE_CHECKING:
     from .judges import JudgeDef
@@ -44,6 +45,15 @@ CANDIDATE = (
       for a in ("mean", "p90", "total")),
 )  # fmt: skip
 OTHER_METRICS = ("exact_match/v1", "failed_rows", *CANDIDATE, *READABILITY)
+# What --pairwise logs per pair of versions (`pairwise/<A>_vs_<B>/<these>`); the human agreement
+# figures only where the data holds a person's preference.
+PAIR_METRICS = (
+    "win_rate", "win_rate_ci_low", "win_rate_ci_high", "wins", "ties", "losses", "consistency",
+    "consistency_ci_low", "consistency_ci_high", "inconsistent", "first_position_rate",
+    "unscored", "lc_win_rate", "length_coef", "human_agreement", "human_agreement_ci_low",
+    "human_agreement_ci_high", "human_agreement_without_ties",
+    "human_agreement_without_ties_ci_low", "human_agreement_without_ties_ci_high", "human_rows",
+)  # fmt: skip
 
 
 def judge_metrics(judge: JudgeDef, repeats: int, labelled: bool) -> list[str]:
@@ -100,15 +110,31 @@ def check_names(
     judges: Sequence[JudgeDef | str],
     repeats: int = 1,
     dataset: Dataset | None = None,
+    pair_prefixes: Sequence[str] = (),
 ) -> None:
     """Raise ConfigError for a --fail-under metric that no judge or heuristic of the run logs,
     with the closest names this run will log (`repeats`: --judge-repeats; `dataset`: the rows,
-    which say whether a person graded some and whether the answers come from the data)."""
+    which say whether a person graded some and whether the answers come from the data;
+    `pair_prefixes`: `pairwise/<A>_vs_<B>` of each pair --pairwise judges)."""
     known, will = logged_names(judges, repeats, dataset)
+    paired = [f"{prefix}/{m}" for prefix in pair_prefixes for m in PAIR_METRICS]
     for threshold in thresholds:
         name = threshold.metric
-        if name in known or name.startswith("time/"):
+        if name in known or name in paired or name.startswith("time/"):
             continue
+        if name.startswith("pairwise/"):
+            close = difflib.get_close_matches(name, paired, n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"--fail-under {name}={threshold.value:g}: "
+                + (
+                    f"this run logs no head-to-head metric named {name!r}.{hint} Its pairs are "
+                    + ", ".join(pair_prefixes)
+                    if pair_prefixes
+                    else "head-to-head metrics are logged only with --pairwise"
+                )
+                + "."
+            )
         keys = [j if isinstance(j, str) else j.key for j in judges]
         close = _closest(name, will, keys)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
@@ -146,6 +172,8 @@ def check_gate(
                     f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}] over {r.n_pairs} rows (--fail-if-worse)"
                 )
     for threshold in thresholds:
+        if threshold.metric.startswith("pairwise/"):
+            continue  # the pairs' metrics: check_pairs
         for result in results:
             value = result.metrics.get(threshold.metric)
             if value is None or value != value:
@@ -157,4 +185,32 @@ def check_gate(
                 failures.append(
                     f"{result.model.id}: {threshold.metric} = {value:.4g} < {threshold.value:g}"
                 )
+    return failures
+
+
+def check_pairs(
+    thresholds: Sequence[Threshold], pairs: Sequence[HeadToHead], fail_if_worse: bool = False
+) -> list[str]:
+    """One line per `pairwise/...` threshold not met, and per version whose win rate against
+    the baseline lies entirely below one half (--fail-if-worse)."""
+    failures = []
+    for h in pairs if fail_if_worse else ():
+        f = h.figures
+        if h.a_metric == "baseline" and f.ci_high < 0.5:
+            failures.append(
+                f"{h.b} loses head to head against {h.a}: win rate {f.win_rate:.0%} "
+                f"[{f.ci_low:.0%}, {f.ci_high:.0%}], below one half (--fail-if-worse)"
+            )
+    logged = {k: v for h in pairs for k, v in pair_metrics(h).items()}
+    for threshold in thresholds:
+        if not threshold.metric.startswith("pairwise/"):
+            continue
+        value = logged.get(threshold.metric)
+        if value is None:
+            failures.append(
+                f"{threshold.metric} is missing (no row of the pair has a verdict), required "
+                f">= {threshold.value:g}"
+            )
+        elif value < threshold.value:
+            failures.append(f"{threshold.metric} = {value:.4g} < {threshold.value:g}")
     return failures

@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..prompts import LAYOUT_MLFLOW, LAYOUT_PREFIX, prefix_first
 from ..stats import AGGREGATIONS, DEFAULT_AGGREGATIONS
 from ..types import COMBINATIONS, CONTEXT_ROLE, TARGETS_ROLE, Combination, JudgeInfo, JudgeSpec
+from .pairs import PairwiseRubric
 from .verdict import quote_answer
 
 
@@ -250,6 +251,8 @@ def load_custom_judges(
     Errors name the file and the YAML key (e.g. `judges[0].examples[1].score`).
     """
     items = loaded.get("judges") if isinstance(loaded, dict) else None
+    if isinstance(loaded, dict) and "judges" not in loaded and "pairwise" in loaded:
+        return []  # a file with a head-to-head rubric only
     if not isinstance(items, list) or not items:
         raise ConfigError(f"Judges file {path}: expected a top-level 'judges:' list of judges.")
 
@@ -268,6 +271,39 @@ def load_custom_judges(
             raise fail(key, what) from None
         out.append(_custom_judge(spec, where, fail, default_endpoint, sampling))
     return out
+
+
+def pairwise_rubric(path: Path | None, loaded: Any) -> PairwiseRubric:
+    """The judges file's `pairwise:` rubric (name, version, criteria, endpoint), or ours."""
+    item = loaded.get("pairwise") if isinstance(loaded, dict) else None
+    if path is None or item is None:
+        return PairwiseRubric()
+    where = f"Judges file {path}, key pairwise"
+    if not isinstance(item, dict) or not isinstance(item.get("criteria"), str):
+        raise ConfigError(
+            f"{where}: expected a mapping with criteria: (the text that says which answer is "
+            "better) and optionally name, version, endpoint."
+        )
+    unknown = sorted(set(item) - {"name", "version", "criteria", "endpoint"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; use name, version, criteria, endpoint."
+        )
+    name = str(item.get("name", "custom_preference"))
+    if name == PairwiseRubric.name:
+        raise ConfigError(
+            f"{where}.name: {name!r} is ours (answer_preference/v1); give your rubric its own "
+            "name, so its verdicts are never mixed with ours."
+        )
+    criteria = item["criteria"].strip()
+    if not criteria:
+        raise ConfigError(f"{where}.criteria: empty; say which answer should win.")
+    return PairwiseRubric(
+        name=name,
+        version=str(item.get("version", "v1")),
+        criteria=criteria,
+        endpoint=str(item["endpoint"]) if item.get("endpoint") else None,
+    )
 
 
 def _custom_judge(

@@ -150,3 +150,23 @@ def comparison(title: str, items: Sequence[tuple[str, float | None, Interval | N
     axis = {"class": "axis", "x1": x(0.0), "y1": top, "x2": x(0.0), "y2": height - 20}
     shapes.append(Shape("line", axis))
     return Chart("comparison", title, width, height, tuple(shapes))
+
+
+def win_bar(title: str, parts: Sequence[tuple[str, int]]) -> Chart:
+    """One stacked bar of (label, count): a pair's wins, ties, losses and unscored rows, each
+    part's width its share of the rows, its count written inside when it fits."""
+    width, height, bar_h, top = 490, 44, 20, 4
+    total = sum(n for _, n in parts) or 1
+    fills = (PALETTE[2], UNSCORED_FILL, PALETTE[3], "#eceef2")
+    shapes, x = [], 0.0
+    for (label, count), fill in zip(parts, fills):
+        w = width * count / total
+        if count:
+            rect = {"class": "bar", "x": _r(x), "y": top, "width": _r(w), "height": bar_h}
+            shapes.append(Shape("rect", {**rect, "fill": fill}, title=f"{label}: {count} row(s)"))
+            if w >= 24:
+                shapes.append(_text(x + w / 2, top + 14, str(count), "middle"))
+        x += w
+    legend = " · ".join(f"{label} {count}" for label, count in parts)
+    shapes.append(_text(0, height - 4, legend, fill=MUTED))
+    return Chart("winbar", title, width, height, tuple(shapes))

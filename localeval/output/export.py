@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalError
+from ..judging.pairs import HeadToHead, pair_metrics
+from ..outcome import Outcome
 from ..redact import mask
-from ..types import ANSWER, CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, Comparison, Outcome
+from ..types import ANSWER, CONTEXT, GROUND_TRUTH, INPUTS, ROW_FORMATS, Comparison
 from .present import justification_text, score_of
 
 
@@ -117,10 +119,23 @@ def aggregates(outcome: Outcome) -> dict[str, Any]:
             for r in outcome.results
         },
         "comparisons": [_comparison(c) for c in outcome.comparisons],
+        "head_to_head": [_pair(h) for h in outcome.head_to_head],
+        "strengths": [vars(s) for s in outcome.strengths],
         "gate_failures": list(outcome.gate_failures),
         "failed_rows": outcome.failed_rows,
         "notes": list(outcome.notes),
     }
+
+
+def _pair(h: HeadToHead) -> dict[str, Any]:
+    """A pair of versions head to head: its metrics and every row's verdicts."""
+    rows = [
+        {"row": i + 1, "verdict": r.outcome, "consistent": r.consistent, "a_first": r.a_first.pick,
+         "b_first": r.b_first.pick, "unscored_reason": r.reason, "human": r.human}
+        for i, r in enumerate(h.rows)
+    ]  # fmt: skip
+    metrics = {k: _plain(v) for k, v in sorted(pair_metrics(h).items())}
+    return {"a": h.a, "b": h.b, "prompt_version": h.version, "metrics": metrics, "rows": rows}
 
 
 def _csv_text(value: Any) -> Any:

@@ -23,8 +23,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..errors import EvalError
+from ..judging.pairs import HeadToHead, headline
+from ..outcome import Outcome
 from ..redact import mask
-from ..types import Comparison, HumanAgreement, JudgeInfo, ModelResult, Outcome, RowResult
+from ..types import Comparison, HumanAgreement, JudgeInfo, ModelResult, RowResult
 from . import charts, present
 
 _STATIC = files(__package__) / "static"
@@ -205,6 +207,56 @@ def _differ_rows(result: ModelResult, agreement: HumanAgreement) -> list[tuple[A
     return out
 
 
+def _share(value: float, ci: tuple[float, float] | None = None) -> str:
+    if value != value:
+        return "—"
+    return f"{value:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
+def _said(h: HeadToHead, winner: str, explanation: str | None) -> str:
+    """One order's verdict as a version's name, with the judge's explanation."""
+    name = {"a": h.a, "b": h.b, "tie": "tie"}[winner]
+    return name + (f": {explanation}" if explanation else "")
+
+
+def _pairs_section(pairs: Sequence[HeadToHead], questions: Sequence[str]) -> list[dict[str, Any]]:
+    """Per pair of versions: its sentence, bar, figures and the rows its judge flipped on."""
+    out = []
+    for h in pairs:
+        f = h.figures
+        figures = [
+            (f"win rate of {h.b}", _share(f.win_rate, (f.ci_low, f.ci_high))),
+            ("position consistency", _share(f.consistency, f.consistency_ci)),
+            ("first-position rate", _share(f.first_position_rate)),
+            ("length-controlled win rate", _share(f.lc_win_rate)),
+            ("length coefficient (log-odds per SD)", present.fmt(f.length_coef, 3)),
+            ("unscored rows", str(f.unscored)),
+        ]
+        if f.human is not None:
+            hf = f.human
+            figures += [
+                (f"agreement with people, with ties ({hf.rows} rows)",
+                 _share(hf.with_ties, hf.with_ties_ci)),
+                (f"agreement with people, without ties ({hf.decided} rows)",
+                 _share(hf.without_ties, hf.without_ties_ci)),
+            ]  # fmt: skip
+        flipped = []
+        for i, r in enumerate(h.rows):
+            if r.consistent is False and i < len(h.answers):
+                one, two = r.winners()
+                question = questions[i] if i < len(questions) else ""
+                flipped.append((i + 1, question, *h.answers[i],
+                                _said(h, one, r.a_first.explanation),
+                                _said(h, two, r.b_first.explanation)))  # fmt: skip
+        parts = [(f"{h.b} wins", f.wins), ("ties", f.ties), (f"{h.b} loses", f.losses),
+                 ("unscored", f.unscored)]  # fmt: skip
+        out.append({
+            "pair": h, "headline": headline(f), "figures": figures, "flipped": flipped,
+            "bar": charts.win_bar(f"{h.b} vs {h.a}", parts),
+        })  # fmt: skip
+    return out
+
+
 def render_html(
     results: Sequence[ModelResult],
     *,
@@ -213,6 +265,8 @@ def render_html(
     comparisons: Sequence[Comparison] = (),
     notes: Iterable[str] = (),
     generated: datetime | None = None,
+    head_to_head: Sequence[HeadToHead] = (),
+    questions: Sequence[str] = (),
 ) -> str:
     """The whole page for one model's run, or a comparison of several (one section each)."""
     generated = generated or datetime.now(UTC)
@@ -248,6 +302,7 @@ def render_html(
         metrics=_metrics_table(results),
         histograms=_histograms(results),
         table=_rows_section(results, judges),
+        pairs=_pairs_section(head_to_head, questions),
     )
 
 
@@ -258,6 +313,8 @@ def render_outcome(outcome: Outcome) -> str:
         dataset=outcome.dataset.name,
         comparisons=outcome.comparisons,
         notes=outcome.notes,
+        head_to_head=outcome.head_to_head,
+        questions=[s.input for s in outcome.dataset.samples],
     )
 
 

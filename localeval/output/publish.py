@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config.slices import OutputOptions
-from ..types import Outcome
+from ..outcome import Outcome
 from .export import write_exports
 from .html import render_html, render_outcome, write_report
 from .terminal import format_comparison, format_outcome

@@ -13,8 +13,11 @@ import sys
 import textwrap
 
 from ..judging.figures import answered
+from ..judging.pairs import headline
+from ..outcome import Outcome
 from ..redact import mask
-from ..types import HumanAgreement, ModelResult, Outcome, RowResult
+from ..stats import BT_RESAMPLES
+from ..types import HumanAgreement, ModelResult, RowResult
 from .present import (
     MISSING,
     fmt,
@@ -267,17 +270,43 @@ def format_summary(result: ModelResult, matrices: bool = False) -> str:
     return "\n".join(lines)
 
 
+def format_head_to_head(outcome: Outcome) -> list[str]:
+    """Each pair's sentence, the rows its judge flipped on, and the strengths (3+ versions)."""
+    if not outcome.head_to_head:
+        return []
+    lines = ["Head to head (each row judged in both orders; 95% bootstrap intervals over rows):"]
+    for h in outcome.head_to_head:
+        lines += textwrap.wrap(headline(h.figures), WIDTH, initial_indent="  ",
+                               subsequent_indent="    ", break_on_hyphens=False)  # fmt: skip
+        flipped = [str(i + 1) for i, r in enumerate(h.rows) if r.consistent is False]
+        if flipped:
+            shown = ", ".join(flipped[:12]) + (", ..." if len(flipped) > 12 else "")
+            lines.append(f"    the judge's verdict followed the position on row(s) {shown}")
+    if outcome.strengths:
+        shown = ", ".join(f"{s.version} {s.score:.0f} [{s.ci_low:.0f}, {s.ci_high:.0f}]"
+                          for s in outcome.strengths)  # fmt: skip
+        lines += textwrap.wrap(
+            f"Bradley-Terry strengths (95% intervals, {BT_RESAMPLES} row resamples): {shown}; "
+            f"{outcome.separability or 0:.0%} of the pairs are separable",
+            WIDTH, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False,
+        )  # fmt: skip
+    return lines
+
+
 def _headline(outcome: Outcome, matrices: bool, notes: bool = True) -> list[str]:
-    """Every model's summary, the notes, and the paired comparisons."""
+    """Every model's summary, the notes, the paired comparisons and the head to head."""
     parts = [format_summary(r, matrices) for r in outcome.results]
     parts[1:] = [f"\n{p}" for p in parts[1:]]  # a blank line between models
-    if len(parts) > 1 and ((notes and outcome.notes) or outcome.comparisons):
+    pairs = format_head_to_head(outcome)
+    if (len(parts) > 1 or pairs) and ((notes and outcome.notes) or outcome.comparisons or pairs):
         parts.append("")
     parts += [f"note: {note}" for note in outcome.notes] if notes else []
     if outcome.comparisons:
         parts.append("Paired comparisons (bootstrap over rows, 95% interval):")
         parts += [f"  {paired(c).line}" for c in outcome.comparisons]
-    return parts
+    if pairs and ((notes and outcome.notes) or outcome.comparisons):
+        parts.append("")
+    return parts + pairs
 
 
 def format_header(outcome: Outcome) -> str:

@@ -22,8 +22,9 @@ from ..config.settings import EvalConfig
 from ..errors import ConfigError
 from ..judging.agreement import human_agreement
 from ..judging.gate import check_gate
+from ..outcome import Outcome
 from ..redact import mask
-from ..types import Dataset, JudgeInfo, ModelResult, ModelSpec, Outcome
+from ..types import Dataset, JudgeInfo, ModelResult, ModelSpec
 from .store import default_tracking_uri
 
 LLM_JUDGE, HUMAN = "LLM_JUDGE", "HUMAN"

@@ -186,6 +186,7 @@ def model_run(
     params: dict[str, str],
     model_id: str | None,
     tags: Sequence[tuple[str, str]] = (),
+    name: str | None = None,
 ) -> Iterator[str]:
     """One model's MLflow run, open while its rows are answered and graded; yields its id.
 
@@ -194,7 +195,7 @@ def model_run(
     which is why the candidate is logged before the run starts (`log_candidate`).
     """
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_name=spec.id, nested=nested) as run:
+    with mlflow.start_run(run_name=name or spec.id, nested=nested) as run:
         mlflow.set_tags(
             {
                 **user_tags(tags, nested),

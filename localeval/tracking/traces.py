@@ -271,7 +271,7 @@ class TraceWriter:
         self.traces = TraceStore(tracking_uri)
         self.settings = settings
         self.enabled = enabled
-        self.trace_ids: list[str] = []
+        self.trace_ids: dict[int, str] = {}  # row index -> its trace's id
         self.error: str | None = None
         self._queue: queue.Queue[RowResult | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="traces", daemon=True)
@@ -302,7 +302,7 @@ class TraceWriter:
             self.traces.write(self.settings.experiment_id, built)
             ids = [info.trace_id for info, _ in built]
             self.client.link_traces_to_run(ids, self.settings.run_id)
-            self.trace_ids += ids
+            self.trace_ids |= {row.index: id_ for row, id_ in zip(rows, ids)}
         except Exception as exc:  # the evaluation stands without its traces
             self.error = f"{type(exc).__name__}: {exc}"
 
