@@ -5,6 +5,7 @@ verdicts, its MLflow run), compare the models, check the gate.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -52,6 +53,7 @@ def evaluate_model(
     model: Any,
     pairs: list[HeadToHead] | None = None,
     run_name: str | None = None,
+    warming: threading.Thread | None = None,
 ) -> tuple[ModelResult, list[str]]:
     """One model: its MLflow run, every row's answer, every judge's verdicts, the evaluation.
 
@@ -59,6 +61,7 @@ def evaluate_model(
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
         pairs: where the head to head against the baseline is added (--pairwise --baseline).
         run_name: the run's name (its model id when None).
+        warming: `tracking.warm_up`'s imports, joined before mlflow.evaluate.
     """
     settings = candidate_settings(p.candidate, spec)
     samples = p.dataset.samples
@@ -115,6 +118,8 @@ def evaluate_model(
             timings = {"time/answers_s": time.perf_counter() - started}
             rows = _grade(samples, answers, graders, writer.put, timings)
             uri = None if p.from_data else model.model_uri
+            if warming is not None:
+                warming.join()
             result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri, timings)
             if p.baseline is not None:
                 result.vs_baseline = compare_with(p.baseline, result)
@@ -290,6 +295,7 @@ def run(
         services.callback(transport.close)
         services.enter_context(activate(transport))
         graders = [Grader(j, p.grading, transport) for j in p.judges]
+        warming = tracking.warm_up()
         outcome = Outcome(p.dataset, p.tracking_uri, p.experiment_id, [], notes=list(p.notes))
         # Logged before any run is open: a model logged inside a run is that run's output, and
         # MLflow's UI then lists the run under "Training runs", not "Evaluation runs".
@@ -306,7 +312,7 @@ def run(
         if len(p.models) == 1:
             name = p.tracking.run_name or f"{p.models[0].id} {stamp}"
             result, notes = evaluate_model(
-                p, p.models[0], graders, transport, models[0], outcome.head_to_head, name
+                p, p.models[0], graders, transport, models[0], outcome.head_to_head, name, warming
             )
             outcome.notes += notes
             outcome.results.append(result)
@@ -318,7 +324,7 @@ def run(
                 mlflow.log_params(p.tracking.params)
                 for spec, model in zip(p.models, models):
                     result, notes = evaluate_model(
-                        p, spec, graders, transport, model, outcome.head_to_head
+                        p, spec, graders, transport, model, outcome.head_to_head, warming=warming
                     )
                     outcome.notes += [n for n in notes if n not in outcome.notes]
                     outcome.results.append(result)

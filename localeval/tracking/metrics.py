@@ -8,6 +8,7 @@ offline, aborts the whole evaluation. Token counts come from the server's `usage
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from inspect import Parameter, Signature
@@ -75,9 +76,11 @@ def _usage_metric(name: str, values: Sequence[float | None]) -> Any:
     return make_metric(eval_fn=eval_fn, greater_is_better=False, name=name)
 
 
-def _readability_unavailable() -> str | None:
+@functools.cache
+def readability_unavailable() -> str | None:
     """Why textstat cannot score here, or None. A metric failing on MLflow's first-row test
-    aborts the whole evaluation, so it is tried once on a known sentence first."""
+    aborts the whole evaluation, so it is tried once on a known sentence first (once a process:
+    its first use loads textstat's syllable dictionary, about a second)."""
     if importlib.util.find_spec("textstat") is None:
         return "the textstat package is not installed"
     try:  # an optional package, probed: imported only here
@@ -135,7 +138,7 @@ def offline_metrics(answers: Sequence[Answer], has_targets: bool) -> tuple[list[
         chosen.append(_answered_rows_only(m.exact_match(), answered, has_targets))
     else:
         skipped.append("exact_match skipped: the data has no ground truth")
-    if (why := _readability_unavailable()) is None:
+    if (why := readability_unavailable()) is None:
         chosen += [
             _answered_rows_only(m.flesch_kincaid_grade_level(), answered, has_targets),
             _answered_rows_only(m.ari_grade_level(), answered, has_targets),

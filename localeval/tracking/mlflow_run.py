@@ -8,10 +8,12 @@ the pinned 3.17 (the design card names it).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +47,7 @@ from ..types import (
     RowResult,
 )
 from ..workspace import alive
-from .metrics import judge_metric, offline_metrics
+from .metrics import judge_metric, offline_metrics, readability_unavailable
 from .store import creating, sqlite_path
 
 # How mlflow.genai.evaluate marks its runs (mlflow.utils.mlflow_tags).
@@ -211,6 +213,32 @@ def model_run(
         yield run.info.run_id
 
 
+# Imported only once the rows are answered and graded (about 2 s together on 2 cores): the
+# bootstrap's SciPy, the readability metrics' textstat, and the scikit-learn that mlflow.evaluate's
+# built-in evaluators and our statistics import. Never an MLflow module: MLflow's import hooks
+# hold one global lock while a hooked module's hooks import (its evaluator registry does), and a
+# second thread importing then can deadlock with it (seen here: the registry on this thread,
+# openai's types on a call thread).
+_AFTER_THE_CALLS = ("scipy.stats", "sklearn.metrics", "sklearn.linear_model")
+
+
+def warm_up() -> threading.Thread:
+    """Import what the run needs after its LLM calls, on a thread, while those calls wait on
+    the servers: the seconds are hidden behind the calls instead of added after them. Joined
+    before mlflow.evaluate (whose import hooks must not meet another importing thread). Only a
+    head start: a module that fails here is imported again where it is used, and fails there."""
+
+    def work() -> None:
+        for name in _AFTER_THE_CALLS:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+        readability_unavailable()  # textstat, and its dictionary loaded on first use
+
+    thread = threading.Thread(target=work, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def finish_model_run(
     plan: RunPlan,
     spec: ModelSpec,
@@ -247,8 +275,14 @@ def finish_model_run(
     frame = eval_frame(dataset, plan.judges)
     if model_uri is None:
         frame = frame.join(answer_frame(answers))
+    # Loaded here rather than by mlflow.evaluate, to skip its check of the model's pip
+    # requirements against the installed packages (0.9 s scanning every distribution): the model
+    # was logged a moment ago, from this interpreter.
+    model = (
+        None if model_uri is None else mlflow.pyfunc.load_model(model_uri, suppress_warnings=True)
+    )
     result = _evaluate(
-        model_uri,
+        model,
         frame,
         targets=GROUND_TRUTH if dataset.has_targets else None,
         predictions=ANSWER,
