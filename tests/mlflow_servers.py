@@ -37,10 +37,15 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def mlflow_server(
-    backend_store_uri: str, log: Path, *options: str, ready_s: float = 90
+    backend_store_uri: str,
+    log: Path,
+    *options: str,
+    ready_s: float = 90,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """The server on `backend_store_uri` (more `options` for `mlflow server`), its output in
-    `log`; yields its URL once `/health` answers (a new database is migrated first)."""
+    """The server on `backend_store_uri` (more `options` for `mlflow server`, more `env` for
+    its environment), its output in `log`; yields its URL once `/health` answers (a new
+    database is migrated first)."""
     from localeval.serving.servers import telemetry_off
 
     port = free_port()
@@ -53,7 +58,7 @@ def mlflow_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=telemetry_off(dict(os.environ)),
+            env=telemetry_off({**os.environ, **(env or {})}),
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

@@ -35,6 +35,10 @@ STACKS = ("auto", "external", "embedded")
 # data/sample_qa.csv; json: 0 of 10), MLflow's text format for any other judge.
 JUDGE_FORMATS = ("auto", "text", "json")
 TEMPERATURE = v.TEMPERATURE
+# A judge endpoint of the AI Gateway inside `mlflow server` (MLflow 3.9+; its successor to the
+# YAML gateway): `gateway:/NAME`, answered at <server>/gateway/mlflow/v1/chat/completions.
+SERVER_GATEWAY_PREFIX = "gateway:/"
+SERVER_GATEWAY_PATH = "/gateway/mlflow"
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,11 @@ class EvalConfig:
         parse=o.boolean, switch=True,
     )  # fmt: skip
     judge_endpoint: str = option(
-        "chat", "gateway endpoint for judges without @ENDPOINT", parse=o.text, metavar="NAME"
+        "chat",
+        "gateway endpoint for judges without @ENDPOINT; gateway:/NAME: an endpoint of the AI "
+        "Gateway inside the `mlflow server` of --tracking-uri (or MLFLOW_GATEWAY_URI)",
+        parse=o.text,
+        metavar="NAME",
     )
     judge_temperature: float = option(0.0, "judge sampling temperature", parse=TEMPERATURE)
     # A verdict is a score line and a sentence or two of justification (40-80 tokens); a verdict
@@ -334,4 +342,41 @@ def resolve(argv: list[str] | None = None, environ: Mapping[str, str] | None = N
     ids = [m.id for m in config.models]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"The same model id appears twice in --model: {', '.join(ids)}.")
-    return config
+    return _server_gateway(config, environ)
+
+
+def _server_gateway(config: EvalConfig, environ: Mapping[str, str]) -> EvalConfig:
+    """Judge endpoints named `gateway:/NAME`: the AI Gateway inside an `mlflow server`, the
+    tracking server's (--tracking-uri http://...) or MLFLOW_GATEWAY_URI's. Rewritten here, once:
+    the gateway URL becomes that server's OpenAI-compatible base and the endpoints their names,
+    so the stages below ask it as they ask a YAML gateway."""
+    named = [e for j in config.judge for e in j.endpoints]
+    if "judge_endpoint" in config.given or not named:  # the default follows the judges named
+        named.append(config.judge_endpoint)
+    server = [e for e in named if e.startswith(SERVER_GATEWAY_PREFIX)]
+    if not server:
+        return config
+    if len(server) != len(named):
+        raise ConfigError(
+            f"Judge endpoints {sorted(set(named))}: some name the MLflow server's AI Gateway "
+            f"({SERVER_GATEWAY_PREFIX}NAME), some a YAML gateway; a run asks one gateway. Name "
+            f"every judge endpoint as {SERVER_GATEWAY_PREFIX}NAME, or none."
+        )
+    base = environ.get("MLFLOW_GATEWAY_URI") or config.tracking_uri or ""
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--judge-endpoint {server[0]}: {SERVER_GATEWAY_PREFIX}NAME is an endpoint of the AI "
+            "Gateway inside an `mlflow server`, and this run names no such server. Pass its URL "
+            "with --tracking-uri http://HOST:PORT (the run is then logged there too) or "
+            "MLFLOW_GATEWAY_URI=http://HOST:PORT."
+        )
+
+    def name(endpoint: str) -> str:
+        return endpoint.removeprefix(SERVER_GATEWAY_PREFIX)
+
+    return replace(
+        config,
+        gateway_url=base.rstrip("/") + SERVER_GATEWAY_PATH,
+        judge_endpoint=name(config.judge_endpoint),
+        judge=tuple(replace(j, endpoints=tuple(map(name, j.endpoints))) for j in config.judge),
+    )

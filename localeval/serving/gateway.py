@@ -18,12 +18,23 @@ from typing import Any
 
 import yaml
 
+from ..config.settings import SERVER_GATEWAY_PATH
 from ..errors import ConfigError
 from .servers import get_json
 
 OPENAI_BASE = "https://api.openai.com/v1"  # the gateway's default for provider openai
 ENDPOINTS_API = "/api/2.0/endpoints/"
 ROUTE_API = "/api/3.0/gateway/route/"  # MLflow 3: GET <name> -> the route's destinations
+# The AI Gateway inside `mlflow server`: its endpoints (each with its model definitions) and the
+# secrets they use (whose `auth_config.api_base` is the upstream's URL; keys are never returned).
+SERVER_ENDPOINTS_API = "/api/3.0/mlflow/gateway/endpoints/list"
+SERVER_SECRETS_API = "/api/3.0/mlflow/gateway/secrets/list"
+CHAT_KIND = "llm/v1/chat"  # every endpoint of the server's gateway answers chat completions
+
+
+def is_server_gateway(url: str) -> bool:
+    """Whether `url` is the OpenAI-compatible base of an `mlflow server`'s AI Gateway."""
+    return url.rstrip("/").endswith(SERVER_GATEWAY_PATH)
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,8 @@ def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> 
     """What the gateway at `gateway_url` serves, or None if no gateway answers there. Of the
     routes, only those among `names` are looked up (the gateway does not list them)."""
     base = gateway_url.rstrip("/")
+    if is_server_gateway(base):
+        return _query_server(base.removesuffix(SERVER_GATEWAY_PATH), timeout)
     try:
         data = get_json(base + ENDPOINTS_API, timeout)
     except (OSError, ValueError):
@@ -158,12 +171,48 @@ def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> 
     return served
 
 
+def _query_server(server: str, timeout: float) -> Served | None:
+    """What an `mlflow server`'s AI Gateway serves: its endpoints, each with its primary model
+    and that model's URL (from the secret it uses); None if the server has no gateway API."""
+    try:
+        data = get_json(server + SERVER_ENDPOINTS_API, timeout)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        secrets = get_json(server + SERVER_SECRETS_API, timeout)
+    except (OSError, ValueError):
+        secrets = {}
+    bases = {
+        s.get("secret_id"): (s.get("auth_config") or {}).get("api_base")
+        for s in (secrets.get("secrets") or [] if isinstance(secrets, dict) else [])
+        if isinstance(s, dict)
+    }
+    served = Served()
+    for e in data.get("endpoints") or []:
+        if not isinstance(e, dict) or not e.get("name"):
+            continue
+        served.kinds[e["name"]] = CHAT_KIND
+        models = [m.get("model_definition") or {} for m in e.get("model_mappings") or []]
+        if models and isinstance(models[0], dict):
+            model = models[0]
+            base = bases.get(model.get("secret_id"))
+            if base is None and model.get("provider") == "openai":
+                base = OPENAI_BASE
+            served.upstreams[e["name"]] = Upstream(
+                str(model.get("provider", "?")), str(model.get("model_name", "?")), base
+            )
+    return served
+
+
 def users_gateway(url: str, endpoints: Iterable[str], gateway_config: Path) -> Served | None:
     """What the gateway we did not start serves; the URLs behind its endpoints from the gateway
-    config (--gateway-config, or ours by default) where its endpoints and models match."""
+    config (--gateway-config, or ours by default) where its endpoints and models match (a YAML
+    gateway's API does not say them; a server's gateway does)."""
     served = query(url, endpoints)
-    if served is None:
-        return None
+    if served is None or is_server_gateway(url):
+        return served
     try:
         in_file = from_config(read_gateway_config(gateway_config))
     except ConfigError:

@@ -11,12 +11,13 @@ import json
 import re
 
 from .. import workspace
+from ..config.settings import SERVER_GATEWAY_PATH
 from ..config.slices import ServingOptions
 from ..errors import PreflightError
 from ..redact import mask
 from ..types import ModelSpec
 from . import hints, servers
-from .gateway import Served
+from .gateway import Served, is_server_gateway
 from .servers import http_status, list_models, post_json
 from .stack import EMBEDDED_MODEL_ID, Resolved
 
@@ -85,6 +86,9 @@ def check_gateway(
 ) -> None:
     """The gateway answers and has each judge endpoint (or route), of the chat type."""
     gateway = mask(resolved.gateway_url)
+    if is_server_gateway(resolved.gateway_url):
+        _check_server_gateway(resolved, judge_endpoints, served)
+        return
     if served is None:
         raise PreflightError(
             f"No MLflow AI Gateway answers at {gateway}. Start it with 'mlflow gateway start "
@@ -104,6 +108,28 @@ def check_gateway(
             raise PreflightError(
                 f"The gateway {what} {endpoint!r} at {gateway} is a {kind} {what}; judges need "
                 f"an {CHAT} one."
+            )
+
+
+def _check_server_gateway(
+    resolved: Resolved, judge_endpoints: dict[str, str], served: Served | None
+) -> None:
+    """The `mlflow server` answers with an AI Gateway that has each judge endpoint."""
+    server = mask(resolved.gateway_url.removesuffix(SERVER_GATEWAY_PATH))
+    if served is None:
+        raise PreflightError(
+            f"The judges ask the AI Gateway of the MLflow server at {server} (gateway:/NAME), but "
+            "no server there answers its gateway API. Start `mlflow server` (MLflow 3.9 or newer, "
+            "a SQL store) at that address, or check --tracking-uri / MLFLOW_GATEWAY_URI."
+        )
+    for endpoint, judge in judge_endpoints.items():
+        if endpoint not in served.kinds:
+            raise PreflightError(
+                f"The AI Gateway of the MLflow server at {server} has no endpoint {endpoint!r} "
+                f"for judge {judge}; it has {sorted(served.kinds)}. Create it in the server's UI "
+                f"({server}/#/gateway) or through its REST API (docs/servers.md: 'Judges through "
+                "the MLflow server's AI Gateway'), or pick another with --judge-endpoint "
+                "gateway:/NAME."
             )
 
 
@@ -127,6 +153,14 @@ def check_judges_answer(
                         serving, resolved, served, endpoint, judge, destination, status, text
                     )
                 )
+
+
+def _gateway_name(resolved: Resolved) -> str:
+    """'gateway at URL', or for the AI Gateway of an `mlflow server` that server's."""
+    if is_server_gateway(resolved.gateway_url):
+        server = resolved.gateway_url.removesuffix(SERVER_GATEWAY_PATH)
+        return f"AI Gateway of the MLflow server at {mask(server)}"
+    return f"gateway at {mask(resolved.gateway_url)}"
 
 
 def _detail(text: str) -> str:
@@ -159,7 +193,10 @@ def _unreachable(
     upstream = served.upstreams.get(destination)
     model = upstream.model if upstream is not None else None
     url = upstream.base_url if upstream is not None else None
+    in_server = is_server_gateway(resolved.gateway_url)
     source = "" if ours or url is None else f" (per {serving.gateway_config})"
+    if in_server:  # its endpoints' URLs are the server's own word, from their secrets
+        source = ""
     answers: bool | None = None  # whether anything answers at `url`; None: not known
     if url is None and (found := _CANNOT_CONNECT.search(text)):
         url, answers = f"http://{found.group(1)}", False
@@ -176,14 +213,19 @@ def _unreachable(
     what = f"model {model}" if model else "model"
     where = f" at {mask(url)}{source}" if url else ""
     head = (
-        f"The gateway at {mask(resolved.gateway_url)} answers, but its {name} for judge {judge} "
+        f"The {_gateway_name(resolved)} answers, but its {name} for judge {judge} "
         f"cannot reach its {what}{where}: a one-token test call through the gateway got {got}"
     )
     listed = list_models(url) if url is not None and answers else None
     if url is not None and answers is False:
         head += ", and nothing answers there"
         todo = hints.start_hint(url, model or "the judge's model")
-        if not ours and serving.stack == "auto":
+        if in_server:
+            todo += (
+                ", or point the endpoint's model at a server that runs (the api_base of its "
+                "secret, in the MLflow server's AI Gateway page)"
+            )
+        elif not ours and serving.stack == "auto":
             todo += (
                 ", or stop that gateway (this tool did not start it) so that --stack auto starts "
                 f"its own, judging with the embedded {EMBEDDED_MODEL_ID}"

@@ -26,7 +26,7 @@ from ..errors import ConfigError, PreflightError, StackError
 from ..redact import mask
 from ..types import ModelSpec
 from . import hints
-from .gateway import Served, from_config, read_gateway_config
+from .gateway import Served, from_config, is_server_gateway, read_gateway_config
 from .servers import (
     LOOPBACK,
     Service,
@@ -273,8 +273,10 @@ def plan(serving: ServingOptions, candidates: bool = True) -> Resolved:
         models = tuple(
             m if answering[m.base_url] else embedded_model(m.id, llm_url) for m in models
         )
-    if serving.stack == "external" or (
-        serving.stack == "auto" and list_gateway_endpoints(serving.gateway_url) is not None
+    if (
+        serving.stack == "external"
+        or is_server_gateway(serving.gateway_url)  # never ours to start: the user's server's
+        or (serving.stack == "auto" and list_gateway_endpoints(serving.gateway_url) is not None)
     ):
         notes: tuple[str, ...] = ()
         if llm_url is not None:  # auto: never mixed without a word
