@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from mlflow.entities import AssessmentError, AssessmentSource, AssessmentSourceType, Feedback
 from mlflow.genai.scorers import Scorer
 from pydantic import PrivateAttr
@@ -39,7 +40,12 @@ from pydantic import PrivateAttr
 from .calls.client import Runtime
 from .calls.transport import Transport
 from .config.options import load_yaml
-from .config.settings import BUILTIN_JUDGES, EvalConfig
+from .config.settings import (
+    BUILTIN_JUDGES,
+    SERVER_GATEWAY_PATH,
+    SERVER_GATEWAY_PREFIX,
+    EvalConfig,
+)
 from .errors import ConfigError, ServerError
 from .judging.grading import Grader, GradingOptions
 from .judging.judges import JudgeDef, Sampling, builtin_judge, load_custom_judges
@@ -135,6 +141,8 @@ def judge(
             relevance, faithfulness) or one defined in `judges_file`.
         endpoint: the gateway endpoint a built-in judge asks; a judges file's judge asks its
             own `endpoint(s):`, this one only when it names none (as --judge-endpoint).
+            `gateway:/NAME`: the endpoint NAME of the AI Gateway inside an `mlflow server`,
+            the one at `gateway_url`, else MLFLOW_GATEWAY_URI, else the tracking URI's.
         gateway_url: the MLflow AI Gateway (YAML gateway, OpenAI-compatible route); by default
             as --gateway-url: env MLFLOW_DEPLOYMENTS_TARGET, else http://localhost:5002.
         judges_file: a YAML file of custom judges (examples/judges.yaml shows the format).
@@ -145,6 +153,16 @@ def judge(
         ConfigError (a ValueError): an unknown judge (the message names the known ones), a
             judges file that cannot be read or is invalid.
     """
+    if endpoint.startswith(SERVER_GATEWAY_PREFIX):
+        server = gateway_url or os.environ.get("MLFLOW_GATEWAY_URI") or mlflow.get_tracking_uri()
+        if not server.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"judge({name!r}, endpoint={endpoint!r}): {SERVER_GATEWAY_PREFIX}NAME is an "
+                f"endpoint of the AI Gateway inside an `mlflow server`; {server!r} is none. Pass "
+                "gateway_url='http://HOST:PORT', or set MLFLOW_GATEWAY_URI or the tracking URI."
+            )
+        endpoint = endpoint.removeprefix(SERVER_GATEWAY_PREFIX)
+        gateway_url = server.rstrip("/").removesuffix(SERVER_GATEWAY_PATH) + SERVER_GATEWAY_PATH
     with warnings.catch_warnings():
         # Our judges are MLflow's v1 definitions (make_genai_metric, deprecated since 3.4): an
         # expected notice about a call the user did not make.

@@ -144,3 +144,22 @@ def test_gateway_names_need_a_server():
         ["--judge-endpoint", "gateway:/chat"], environ={"MLFLOW_GATEWAY_URI": "http://h:5000/"}
     )
     assert (config.gateway_url, config.judge_endpoint) == ("http://h:5000/gateway/mlflow", "chat")
+
+
+def test_our_scorer_asks_the_servers_gateway_inside_mlflow_genai_evaluate(server, request):
+    import mlflow
+
+    from localeval.scorers import judge
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server)
+    try:
+        mlflow.set_experiment(request.node.name)
+        data = [{"inputs": {"question": "What is MLflow?"}, "outputs": "A platform.",
+                 "expectations": {"expected_response": "An ML lifecycle platform."}}]  # fmt: skip
+        result = mlflow.genai.evaluate(
+            data=data, scorers=[judge("answer_similarity", "gateway:/chat")]
+        )
+        assert result.metrics["answer_similarity/mean"] == 4
+    finally:
+        mlflow.set_tracking_uri(previous)
