@@ -60,7 +60,7 @@ def evaluate_model(
     Args:
         model: the candidate's logged model (MLflow's ModelInfo); None for answers from the data.
         pairs: where the head to head against the baseline is added (--pairwise --baseline).
-        run_name: the run's name (its model id when None).
+        run_name: the run's name (None: the model id and the start of the run's id).
         warming: `tracking.warm_up`'s imports, joined before mlflow.evaluate.
     """
     settings = candidate_settings(p.candidate, spec)
@@ -83,8 +83,7 @@ def evaluate_model(
     def prompt(row: RowResult, key: str, verdict: Verdict) -> str:
         return by_key[key].prompt(row.sample, row.answer.text or "", verdict.json)
 
-    name = run_name or spec.id
-    with tracking.model_run(spec, params, model_id, p.tracking.tags, name) as run_id:
+    with tracking.model_run(spec, params, model_id, p.tracking.tags, run_name) as run_id:
         trace_settings = TraceSettings(
             run_id=run_id,
             experiment_id=p.experiment_id,
@@ -307,19 +306,18 @@ def run(
             )
             for spec in p.models
         ]
-        # Two runs of one model must be told apart in MLflow's run lists: the model id and when.
-        stamp = time.strftime("%m-%d %H:%M:%S")
+        name = p.tracking.run_name  # None: named after the model(s) and the run's id
         if len(p.models) == 1:
-            name = p.tracking.run_name or f"{p.models[0].id} {stamp}"
             result, notes = evaluate_model(
                 p, p.models[0], graders, transport, models[0], outcome.head_to_head, name, warming
             )
             outcome.notes += notes
             outcome.results.append(result)
         else:
-            name = p.tracking.run_name or f"compare {len(p.models)} models {stamp}"
-            with mlflow.start_run(run_name=name) as parent:
+            with mlflow.start_run(run_name=name or f"compare {len(p.models)} models") as parent:
                 outcome.parent_run_id = parent.info.run_id
+                if name is None:
+                    tracking.name_apart(parent.info.run_id, f"compare {len(p.models)} models")
                 mlflow.set_tags(tracking.user_tags(p.tracking.tags))
                 mlflow.log_params(p.tracking.params)
                 for spec, model in zip(p.models, models):

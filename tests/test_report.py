@@ -187,9 +187,9 @@ def _runs(tracking_uri: str, experiment: str):
     client = mlflow.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
 
-    # A top-level run's default name ends in the time it started (told apart from the last).
+    # A top-level run's default name ends in the start of its id (told apart from the last).
     def name(run) -> str:
-        return re.sub(r" \d\d-\d\d \d\d:\d\d:\d\d$", "", run.info.run_name)
+        return re.sub(r" [0-9a-f]{8}$", "", run.info.run_name)
 
     return client, {name(r): r for r in client.search_runs([exp.experiment_id])}
 

@@ -125,7 +125,7 @@ class EvalConfig:
     run_name: str | None = option(
         None,
         "the MLflow run's name (the parent run's with several models); by default the model id "
-        "and the time, so two runs of one model are told apart",
+        "and the start of the run id, so two runs of one model are told apart",
         parse=o.text, metavar="NAME",
     )  # fmt: skip
     pairwise: bool = option(

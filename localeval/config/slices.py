@@ -123,7 +123,7 @@ class TrackingOptions:
     tags: tuple[tuple[str, str], ...]
     traces: bool
     baseline: str | None  # a run id, or "last"
-    run_name: str | None  # None: the model id and the time
+    run_name: str | None  # None: the model id and the start of the run id
     fail_if_worse: bool
     params: dict[str, str]  # the resolved config as the runs' params
 
