@@ -70,7 +70,8 @@ def judge_server() -> Iterator[FakeOpenAI]:
 def server(tmp_path_factory: pytest.TempPathFactory, judge_server: FakeOpenAI) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("server-gateway")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with mlflow_server(uri, folder / "server.log", env=GATEWAY_ENV) as url:
+    artifacts = ("--artifacts-destination", str(folder / "artifacts"))  # not ./mlartifacts
+    with mlflow_server(uri, folder / "server.log", *artifacts, env=GATEWAY_ENV) as url:
         create_endpoint(url, "chat", judge_server.url, JUDGE_MODEL)
         create_endpoint(url, "down", f"http://127.0.0.1:{free_port()}/v1", JUDGE_MODEL)
         yield url
