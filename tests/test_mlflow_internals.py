@@ -1,5 +1,5 @@
 """MLflow names outside its documented API are used in one module only, and fail loudly here
-when an MLflow upgrade changes them (read from MLflow 3.17.2)."""
+when an MLflow upgrade changes them (read from MLflow 3.17.2, unchanged in 3.18.0)."""
 
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
 
 
 def test_the_internals_mlflow_3_17_shapes():
-    """What mlflow_internals relies on, as read from MLflow 3.17.2: if this fails after an MLflow
-    upgrade, re-read mlflow/tracing/client.py and mlflow/tracing/constant.py and update the
-    module (or move to a public API that now covers writing a finished trace)."""
+    """What mlflow_internals relies on, as read from MLflow 3.17.2 (unchanged in 3.18.0): if this
+    fails after an MLflow upgrade, re-read mlflow/tracing/client.py and mlflow/tracing/constant.py
+    and update the module (or move to a public API that now covers writing a finished trace)."""
     from mlflow.tracing.client import TracingClient
     from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey, TraceTagKey
     from mlflow.tracing.utils import aggregate_usage_from_spans

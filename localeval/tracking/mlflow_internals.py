@@ -1,6 +1,6 @@
 """The MLflow names we use that MLflow does not document as public API, all here, read from
-MLflow 3.17.2 (the pinned version); tests/test_mlflow_internals.py fails loudly when one of them
-changes on an upgrade.
+MLflow 3.17.2 and checked again on 3.18.0 (the pinned version); tests/test_mlflow_internals.py
+fails loudly when one of them changes on an upgrade.
 
 Why each is needed: MLflow's public tracing API (`mlflow.start_span_no_context`, `span.end`,
 `mlflow.log_feedback`) writes a trace as it happens, one store call per span and per assessment,

@@ -2,7 +2,7 @@
 `mlflow.evaluate` over the typed results, metrics and artifacts.
 
 This is the one module that calls `mlflow.evaluate`, deprecated since MLflow 3.x but working in
-the pinned 3.17 (the design card names it).
+the pinned 3.18 (the design card names it).
 """
 
 from __future__ import annotations
