@@ -17,6 +17,7 @@ from typing import Any
 
 from .calls.cache import ReplyCache, cache_key
 from .calls.client import Runtime
+from .candidate.conversation import cached_replies, with_replies
 from .candidate.settings import candidate_settings
 from .config.settings import EvalConfig
 from .config.slices import (
@@ -141,6 +142,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         layout=layout,
         grammar=grammar,
         judge_concurrency=concurrency,
+        judge_turns=judging.judge_turns,
     )
     params = {
         f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
@@ -172,8 +174,10 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
             answers=data.answer_col,
             preference=PREFERENCE_COL,
             labels=human_columns(data.human_col, names),
+            turns=data.turns_col,
         ),
         need_target=need_target,
+        every_target=judging.require_reference,
         need_context=need_context,
         need_extra=extra,
         needed_by={c: ", ".join(names) for c, names in needed.items()},
@@ -284,12 +288,18 @@ def _every_reply_cached(
         graders = [Grader(j, grading, None) for j in judges]  # type: ignore[arg-type]
         for spec in models:
             settings = candidate_settings(candidate, spec)
-            for sample in dataset.samples:
-                if from_data:
-                    answer = sample.answers.get(spec.answer_col or "")
-                else:
-                    reply = lookup(settings.endpoint(), settings.messages(sample.input))
-                    answer = None if reply is None else reply.text
+            samples = list(dataset.samples)
+            if from_data:
+                answers = [s.answers.get(spec.answer_col or "") for s in samples]
+            else:
+                endpoint = settings.endpoint()
+                found = cached_replies(
+                    samples, settings.system_prompt, lambda m, e=endpoint: lookup(e, m)
+                )
+                if found is None:
+                    return False
+                answers, samples = found, with_replies(samples, found)
+            for sample, answer in zip(samples, answers):
                 if answer is None or not all(g.cached(sample, answer, lookup) for g in graders):
                     return False
     return True

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from ..candidate.model import answer_frame
 from ..judging.agreement import human_agreement
-from ..judging.figures import aggregates
+from ..judging.figures import aggregates, by_turn
 from ..judging.grading import verdict_records
 from ..judging.judges import JudgeDef
 from ..serving.servers import telemetry_off
@@ -292,6 +292,8 @@ def finish_model_run(
     )
     rows = _with_heuristics(rows, result.tables["eval_results_table"], plan.judges)
     extra = {**_run_metrics(rows), **(timings or {})}
+    for judge in plan.judges:
+        extra.update(by_turn(judge.key, rows))
     mlflow.log_metrics(extra)
     for judge in plan.judges:
         records = verdict_records([r.judgements[judge.key] for r in rows])
