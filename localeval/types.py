@@ -31,14 +31,15 @@ TARGETS_ROLE, CONTEXT_ROLE = "targets", "context"
 UnscoredReason = Literal["candidate_failed", "judge_error", "parse_failure", "out_of_range",
                          "injection_suspected", "not_graded", "not_applicable"]  # fmt: skip
 Blame = Literal["candidate", "judge"]
-BLAME: dict[UnscoredReason, Blame] = {
+BLAME: dict[UnscoredReason, Blame | None] = {
     "candidate_failed": "candidate",  # no answer after retries (no judge was asked)
     "judge_error": "judge",  # its call failed after retries (HTTP 5xx, timeout): a re-run asks
     "parse_failure": "judge",  # no score it reads: prose, empty, cut off by the token budget
     "out_of_range": "judge",  # a score off its scale ("8/10" on a 1-5 scale)
     "injection_suspected": "judge",  # its only verdict was copied from the answer: fooled
     "not_graded": "judge",  # none of its verdicts on the row (reports; a run grades every row)
-}  # not_applicable: nobody's fault (no reference for a judge that needs one): no blame
+    "not_applicable": None,  # the judge needs what the row lacks (a reference): nobody's fault
+}
 CANDIDATE_FAILED, JUDGE_ERROR, PARSE_FAILURE, OUT_OF_RANGE, INJECTION_SUSPECTED, NOT_GRADED, \
     NOT_APPLICABLE = get_args(UnscoredReason)  # fmt: skip
 RowStatus = Literal["failed", "unscored", "ok"]
@@ -203,9 +204,7 @@ class Score:
     @property
     def blame(self) -> Blame | None:
         """Whose fault it is that there is no score (None: scored; an unknown reason: the judge)."""
-        if self.reason in (None, NOT_APPLICABLE):
-            return None
-        return BLAME.get(self.reason, "judge")  # type: ignore[arg-type]
+        return None if self.reason is None else BLAME.get(self.reason, "judge")
 
 
 @dataclass(frozen=True)

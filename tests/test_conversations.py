@@ -260,3 +260,15 @@ def test_the_bundled_sample_reads_as_conversations() -> None:
     assert len(counts) == 6 and set(counts.values()) == {2, 3}
     assert any(s.target is None for s in dataset.samples)
     assert any(s.target for s in dataset.samples)
+
+
+def test_fail_under_takes_a_conversation_figure(
+    fake: FakeOpenAI, run_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.reply = _replies
+    data = _write(tmp_path / "c.jsonl", CONVERSATIONS)
+    args = [*run_args, "--data", str(data), "--judge", "answer_relevance"]
+    gate = ["--fail-under", "answer_relevance/v1/last_turn_mean=3.5"]
+    code, out, err = evaluate([*args, *gate], capsys)
+    assert code == 4, out + err  # the last turns' mean is 3 (4 and 2)
+    assert "last_turn_mean" in out + err
