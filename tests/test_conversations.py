@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,7 @@ def test_each_turn_is_asked_with_the_dialogue_so_far(
     tea = [c["messages"][0]["content"] for c in fake.calls_with("Green or black tea?", "chat")]
     assert sorted("conversation so far" in p for p in tea) == [False, True]
     assert "[3] ui 3/3 And on another port?" in out
+    assert "on c.jsonl (2 conversations, 5 turns)" in out
 
 
 def test_a_failed_turn_fails_the_later_turns_with_its_reason(
@@ -126,7 +130,7 @@ def test_per_turn_metrics_and_one_session_per_conversation(
     assert metrics["answer_similarity/v1/turn_2/mean"] == 4
     assert "answer_similarity/v1/turn_3/mean" not in metrics
     assert "2 of 2 (3 not applicable)" in out
-    assert f"{rel} by turn: turn 1 4, turn 2 3, turn 3 4" in out
+    assert f"{rel} turns 1, 2, 3: 4, 3, 4; conversation mean 3.5, last turn mean 3" in out
     mlflow.set_tracking_uri(tracking_uri)
     traces = mlflow.search_traces(
         locations=[run.info.experiment_id], run_id=run.info.run_id, return_type="list"
@@ -272,3 +276,33 @@ def test_fail_under_takes_a_conversation_figure(
     code, out, err = evaluate([*args, *gate], capsys)
     assert code == 4, out + err  # the last turns' mean is 3 (4 and 2)
     assert "last_turn_mean" in out + err
+
+
+@pytest.mark.slow
+def test_the_bundled_sample_end_to_end_on_the_embedded_stack(tmp_path: Path) -> None:
+    """data/conversations.jsonl on the real llama.cpp server and gateway: every turn answered
+    with its dialogue, per-turn figures logged, one session per conversation."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    data = str(ROOT / "data" / "conversations.jsonl")
+    args = ["--stack", "embedded", "--data", data, "--max-tokens", "48", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "mlflow_evaluate.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    # The 270M stand-in's verdicts may fail to parse (unscored, exit 0) but no turn may fail.
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "answer_similarity/v1 turns 1, 2, 3: " in result.stdout
+    client = mlflow.MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
+    experiment = client.get_experiment_by_name("local-llm-judge")
+    (run,) = client.search_runs([experiment.experiment_id])
+    metrics = run.data.metrics
+    # Five turns have no reference: sqlite-file's third, trip-advice's two, ja-tea's two.
+    assert metrics["answer_similarity/v1/not_applicable_rows"] == 5
+    assert metrics["candidate/failed_rows"] == 0
+    mlflow.set_tracking_uri("sqlite:///" + str(tmp_path / "mlflow.db"))
+    traces = mlflow.search_traces(
+        locations=[experiment.experiment_id], run_id=run.info.run_id, return_type="list"
+    )
+    assert len(traces) == 15
+    sessions = {t.info.trace_metadata["mlflow.trace.session"] for t in traces}
+    assert len(sessions) == 6

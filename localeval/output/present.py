@@ -173,10 +173,13 @@ def by_turn_text(result: ModelResult, key: str) -> str | None:
     )
     if not turns:
         return None
-    parts = [f"turn {n} {fmt(v, 3)}" for n, v in turns]
-    parts.append(f"conversation mean {fmt(number(found.get('conversation_mean')), 3)}")
-    parts.append(f"last turn mean {fmt(number(found.get('last_turn_mean')), 3)}")
-    return f"{key} by turn: " + ", ".join(parts)
+    numbers = ", ".join(str(n) for n, _ in turns)
+    means = ", ".join(fmt(v, 3) for _, v in turns)
+    conversation = fmt(number(found.get("conversation_mean")), 3)
+    last = fmt(number(found.get("last_turn_mean")), 3)
+    return (
+        f"{key} turns {numbers}: {means}; conversation mean {conversation}, last turn mean {last}"
+    )
 
 
 def turn_label(row: RowResult) -> str:

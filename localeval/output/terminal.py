@@ -193,7 +193,10 @@ def _judge_table(result: ModelResult) -> list[str]:
         rows.append(row + ([fmt(ratios[judge.key], 3)] if extra else []))
     lines = _table(head, rows, "  ")
     turns = [by_turn_text(result, j.key) for j in result.judges]
-    return lines + [f"  {text}" for text in turns if text]
+    wrapped = [
+        textwrap.fill(t, WIDTH, initial_indent="  ", subsequent_indent="    ") for t in turns if t
+    ]
+    return lines + wrapped
 
 
 def _failed_line(result: ModelResult) -> str:
@@ -322,7 +325,9 @@ def format_header(outcome: Outcome) -> str:
     rows = len(data.samples) or max((len(r.rows) for r in results), default=0)
     several = len(results) > 1
     what = f"{len(results)} models" if several else results[0].model.id if results else "nothing"
-    lines = [f"=== {what} on {data.path.name}" + (f" ({rows} rows)" if rows else "")]
+    talks = {s.turn.conversation for s in data.samples if s.turn is not None}
+    size = f"{len(talks)} conversations, {rows} turns" if talks else f"{rows} rows"
+    lines = [f"=== {what} on {data.path.name}" + (f" ({size})" if rows else "")]
     cells = [[r.model.id, mask(r.model.base_url)] + ([f"run {r.run_id}"] if several else [])
              for r in results]  # fmt: skip
     labels = ["models  " if several else "model   "] + [" " * 8] * len(cells)
