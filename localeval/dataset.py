@@ -242,17 +242,15 @@ def load_dataset(
                 f"Data file {path} has no column {column!r} ({what}); its columns are "
                 f"{sorted(present)}. Rename the column or {flag}."
             )
-    samples = []
+    samples: list[Sample] = []
+    targets = why("targets", "the expected answer") if need_target and every_target else None
+    others, seen = [r for r in required[1:] if r[0] != columns.target], set[str]()
     for index, record in enumerate(records):
         row = index + 1  # 1-based, as a person counts data rows (CSV header excluded)
         if not isinstance(record, dict):
             raise DataError(f"Data file {path}, row {row}: expected an object, got {record!r}.")
         if conversational:
-            targets = (
-                why("targets", "the expected answer") if need_target and every_target else None
-            )
-            others = [r for r in required[1:] if r[0] != columns.target]
-            samples += _conversation(path, row, record, columns, targets, others)
+            samples += _conversation(path, row, record, columns, targets, others, seen)
             continue
         named = (columns.input, columns.target, columns.context, *columns.answers, *need_extra)
         values = {c: _text(record.get(c)) for c in named if c is not None}
@@ -310,14 +308,23 @@ def _conversation(
     columns: Columns,
     target_needed: str | None,
     required: list[tuple[str, str, str]],
+    seen: set[str],
 ) -> list[Sample]:
     """One conversation's row as one sample per turn, each with the user's turns before it.
 
     Args:
         target_needed: what needs every turn's reference (--require-reference), or None.
         required: the other columns every row must fill (context, grading columns).
+        seen: the conversations' ids so far (this one's is added).
     """
     where = f"Data file {path}, row {row}"
+    conversation = str(record.get("id") or row)
+    if conversation in seen:
+        raise DataError(
+            f"{where}, column 'id': {conversation!r} names an earlier conversation too. Give "
+            "each conversation its own id."
+        )
+    seen.add(conversation)
     turns = _listed(path, row, columns.turns, record.get(columns.turns), "the user's turns")
     if not turns:
         raise DataError(
@@ -356,12 +363,12 @@ def _conversation(
                 f"{where}, column {column!r}: empty ({needed} is required). Fill it in or "
                 "remove the row."
             )
-    conversation = str(record.get("id") or row)
-    system = _text(record.get(SYSTEM_PROMPT))
-    context = _text(record.get(columns.context))
+    system, context = _text(record.get(SYSTEM_PROMPT)), _text(record.get(columns.context))
     used = {columns.turns, columns.target, columns.context, SYSTEM_PROMPT, "id"}
-    metadata = {k: v for k, v in record.items() if k not in used}
-    questions = [t.strip() for t in turns]
+    metadata, questions = (
+        {k: v for k, v in record.items() if k not in used},
+        [t.strip() for t in turns],
+    )
     return [
         Sample(
             id=f"{conversation}/{k}",
@@ -376,15 +383,18 @@ def _conversation(
 
 
 def shard_of(dataset: Dataset, part: int, parts: int) -> Dataset:
-    """Part `part` (1-based) of `parts` of the rows, contiguous; its digest names the part, so
+    """Part `part` (1-based) of `parts` of the rows, contiguous, a conversation's turns never
+    split (each is asked with the turns before it); its digest names the part, so
     `--baseline last` compares a part with the same part."""
-    count = len(dataset.samples)
+    samples = dataset.samples
+    firsts = [i for i, s in enumerate(samples) if s.turn is None or s.turn.number == 1]
+    count, bounds = len(firsts), [*firsts, len(samples)]
+    unit = "conversations" if count < len(samples) else "rows"
     start, end = (part - 1) * count // parts, part * count // parts
     if start == end:
         raise DataError(
-            f"Data file {dataset.path} has {count} rows, too few for --shard {part}/{parts}: "
+            f"Data file {dataset.path} has {count} {unit}, too few for --shard {part}/{parts}: "
             f"part {part} would be empty. Use at most {count} parts."
         )
-    return replace(
-        dataset, samples=dataset.samples[start:end], digest=f"{dataset.digest}-{part}of{parts}"
-    )
+    digest = f"{dataset.digest}-{part}of{parts}"
+    return replace(dataset, samples=samples[bounds[start] : bounds[end]], digest=digest)

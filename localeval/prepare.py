@@ -41,6 +41,7 @@ from .judging.judges import (
 )
 from .judging.pairs import PairwiseRubric, metric_name
 from .launch import Launch, early
+from .prompts import DIALOGUE_VERSION
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
 from .tracking import mlflow_run as tracking
@@ -184,6 +185,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         judges=tuple(names),
         shard=data.shard,
     )
+    if any(s.turn is not None for s in dataset.samples):  # how a turn's dialogue is shown
+        params["judge_dialogue_version"] = DIALOGUE_VERSION
     pair_prefixes = _pair_prefixes(models, track.baseline) if judging.pairwise else []
     check_names(judging.fail_under, judges, judging.repeats, dataset, pair_prefixes)
     preferences = [s.preference for s in dataset.samples]

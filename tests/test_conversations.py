@@ -125,6 +125,7 @@ def test_per_turn_metrics_and_one_session_per_conversation(
     assert metrics[f"{rel}/conversation_mean"] == pytest.approx((4 + 3) / 2)
     assert metrics[f"{rel}/last_turn_mean"] == 3  # ui's turn 3 (4), tea's turn 2 (2)
     assert metrics[f"{rel}/not_applicable_rows"] == 0
+    assert run.data.params["judge_dialogue_version"] == "dialogue-v1"
     # answer_similarity needs a reference: ui's turns 1 and 2 have one.
     assert metrics["answer_similarity/v1/not_applicable_rows"] == 3
     assert metrics["answer_similarity/v1/turn_2/mean"] == 4
@@ -159,6 +160,9 @@ def test_per_turn_metrics_and_one_session_per_conversation(
             id="references_of_another_length",
         ),
         pytest.param({"inputs": "Hi?"}, "inputs", "mixes single questions", id="mixed"),
+        pytest.param(
+            {"id": "a", "turns": ["Again?"]}, "id", "names an earlier conversation", id="same_id"
+        ),
     ],
 )
 def test_a_bad_conversation_row_is_named_exit_2(
@@ -169,7 +173,7 @@ def test_a_bad_conversation_row_is_named_exit_2(
     column: str,
     words: str,
 ) -> None:
-    data = _write(tmp_path / "c.jsonl", [{"turns": ["Fine?"]}, record])
+    data = _write(tmp_path / "c.jsonl", [{"id": "a", "turns": ["Fine?"]}, record])
     args = [*run_args, "--data", str(data), "--judge", "answer_relevance"]
     code, out, err = evaluate(args, capsys)
     assert code == 2, out + err
@@ -253,6 +257,17 @@ def test_a_second_identical_run_asks_the_candidate_nothing(
     assert code == 0, out + err
     assert len(fake.calls_for("fake-model")) == before
     assert len(fake.calls_for("chat")) == 5  # nor the judge: every verdict is cached too
+
+
+def test_a_shard_never_splits_a_conversation(tmp_path: Path) -> None:
+    from localeval.dataset import load_dataset
+
+    path = _write(tmp_path / "c.jsonl", CONVERSATIONS)
+    parts = [load_dataset(path, need_target=False, shard=(k, 2)).samples for k in (1, 2)]
+    assert [[s.id for s in part] for part in parts] == [
+        ["ui/1", "ui/2", "ui/3"],
+        ["tea/1", "tea/2"],
+    ]
 
 
 def test_the_bundled_sample_reads_as_conversations() -> None:

@@ -80,6 +80,10 @@ def quiet_mlflow() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*Pydantic.*")
         # We log a signature on purpose: an input example would make an LLM call at log time.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        # mlflow.evaluate infers a schema for the frame it logs as the run's dataset; with the
+        # answers as columns (conversations, --answer-col) their token counts are integers, and
+        # it warns about missing values at inference time: there is no inference of that frame.
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
         os.environ.update(telemetry_off(dict(os.environ)))
         # MLflow draws a "Downloading artifacts" bar each time evaluate loads the logged model.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
