@@ -187,6 +187,12 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
     )
     if any(s.turn is not None for s in dataset.samples):  # how a turn's dialogue is shown
         params["judge_dialogue_version"] = DIALOGUE_VERSION
+        if judging.pairwise:  # its judge would see each turn without the dialogue before it
+            raise ConfigError(
+                f"--pairwise compares answers to single questions; {data.path} holds "
+                "conversations, whose turns are judged in context by the absolute judges only. "
+                "Drop --pairwise, and compare the models' runs with --model A,B (paired per turn)."
+            )
     pair_prefixes = _pair_prefixes(models, track.baseline) if judging.pairwise else []
     check_names(judging.fail_under, judges, judging.repeats, dataset, pair_prefixes)
     preferences = [s.preference for s in dataset.samples]

@@ -95,6 +95,10 @@ def test_a_failed_turn_fails_the_later_turns_with_its_reason(
     code, out, err = evaluate(args, capsys)
     assert code == 3, out + err  # rows failed
     records = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [(r["conversation"], r["turn"], r["turns"]) for r in records[:2]] == [
+        ("ui", 1, 3),
+        ("ui", 2, 3),
+    ]
     errors = [r["candidate_error"] for r in records]
     assert "HTTP 500" in errors[0]
     assert errors[1] == errors[2] == f"turn 1 failed: {errors[0]}"
@@ -257,6 +261,16 @@ def test_a_second_identical_run_asks_the_candidate_nothing(
     assert code == 0, out + err
     assert len(fake.calls_for("fake-model")) == before
     assert len(fake.calls_for("chat")) == 5  # nor the judge: every verdict is cached too
+
+
+def test_pairwise_is_refused_on_conversations(
+    run_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _write(tmp_path / "c.jsonl", CONVERSATIONS)
+    args = [*run_args, "--data", str(data), "--judge", "answer_relevance", "--pairwise"]
+    code, out, err = evaluate([*args, "--baseline", "last"], capsys)
+    assert code == 2, out + err
+    assert "--pairwise compares answers to single questions" in err and "Traceback" not in err
 
 
 def test_a_shard_never_splits_a_conversation(tmp_path: Path) -> None:
