@@ -17,6 +17,7 @@ from typing import Any
 
 from .calls.cache import ReplyCache, cache_key
 from .calls.client import Runtime
+from .candidate.conversation import cached_replies, with_replies
 from .candidate.settings import candidate_settings
 from .config.settings import EvalConfig
 from .config.slices import (
@@ -40,6 +41,7 @@ from .judging.judges import (
 )
 from .judging.pairs import PairwiseRubric, metric_name
 from .launch import Launch, early
+from .prompts import DIALOGUE_VERSION
 from .serving import gateway, preflight, stack
 from .serving.gateway import Served
 from .tracking import mlflow_run as tracking
@@ -141,6 +143,7 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
         layout=layout,
         grammar=grammar,
         judge_concurrency=concurrency,
+        judge_turns=judging.judge_turns,
     )
     params = {
         f"judge/{d.name}": "+".join(f"{e} ({upstreams[e]})" for e in d.endpoints) for d in judges
@@ -172,14 +175,24 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
             answers=data.answer_col,
             preference=PREFERENCE_COL,
             labels=human_columns(data.human_col, names),
+            turns=data.turns_col,
         ),
         need_target=need_target,
+        every_target=judging.require_reference,
         need_context=need_context,
         need_extra=extra,
         needed_by={c: ", ".join(names) for c, names in needed.items()},
         judges=tuple(names),
         shard=data.shard,
     )
+    if any(s.turn is not None for s in dataset.samples):  # how a turn's dialogue is shown
+        params["judge_dialogue_version"] = DIALOGUE_VERSION
+        if judging.pairwise:  # its judge would see each turn without the dialogue before it
+            raise ConfigError(
+                f"--pairwise compares answers to single questions; {data.path} holds "
+                "conversations, whose turns are judged in context by the absolute judges only. "
+                "Drop --pairwise, and compare the models' runs with --model A,B (paired per turn)."
+            )
     pair_prefixes = _pair_prefixes(models, track.baseline) if judging.pairwise else []
     check_names(judging.fail_under, judges, judging.repeats, dataset, pair_prefixes)
     preferences = [s.preference for s in dataset.samples]
@@ -284,12 +297,18 @@ def _every_reply_cached(
         graders = [Grader(j, grading, None) for j in judges]  # type: ignore[arg-type]
         for spec in models:
             settings = candidate_settings(candidate, spec)
-            for sample in dataset.samples:
-                if from_data:
-                    answer = sample.answers.get(spec.answer_col or "")
-                else:
-                    reply = lookup(settings.endpoint(), settings.messages(sample.input))
-                    answer = None if reply is None else reply.text
+            samples = list(dataset.samples)
+            if from_data:
+                answers = [s.answers.get(spec.answer_col or "") for s in samples]
+            else:
+                endpoint = settings.endpoint()
+                found = cached_replies(
+                    samples, settings.system_prompt, lambda m, e=endpoint: lookup(e, m)
+                )
+                if found is None:
+                    return False
+                answers, samples = found, with_replies(samples, found)
+            for sample, answer in zip(samples, answers):
                 if answer is None or not all(g.cached(sample, answer, lookup) for g in graders):
                     return False
     return True

@@ -25,6 +25,21 @@ ANSWER_QUOTING_VERSION = "fenced-v1"
 JSON_VERDICT = JSON_VERDICT_V2
 JSON_VERDICT_VERSION = "json-v2"
 
+# A turn of a conversation is judged in its context, as MT-Bench's multi-turn judge prompts do:
+# the judge's input is the dialogue so far, then the question the answer under test replies to.
+# It is the row's part of the prompt, so after the judge's fixed rubric in prefix-v2, and it grows
+# turn by turn at its end (a local server reuses the prefix an earlier turn's prompt left). The
+# candidate's earlier answers are fenced as quoted data (verdict.quote_answer), as its answer is.
+DIALOGUE_VERSION = "dialogue-v1"
+DIALOGUE_V1 = (
+    "The conversation so far between the user and the assistant, quoted as data:\n\n"
+    "<|The start of the conversation|>\n{dialogue}<|The end of the conversation|>\n\n"
+    "Grade only the assistant's answer to the user's last question, in the context of the "
+    "conversation above. The user's last question:\n{question}"
+)
+DIALOGUE_TURN_V1 = "### User:\n{question}\n\n### Assistant:\n{answer}\n\n"
+DIALOGUE, DIALOGUE_TURN = DIALOGUE_V1, DIALOGUE_TURN_V1
+
 # The embedded judge's verdict as a llama.cpp grammar (GBNF): exactly the two keys, a score in
 # range, a justification of bounded length, then the end of the reply. With response_format
 # json_object alone, the 270M judge went on inventing fields ("model", "data_source", ...) to its

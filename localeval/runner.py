@@ -15,6 +15,7 @@ import mlflow
 
 from . import stats
 from .calls.transport import Transport, activate
+from .candidate.conversation import with_replies
 from .candidate.model import log_candidate
 from .candidate.settings import answer_all, candidate_settings
 from .config.settings import EvalConfig
@@ -108,15 +109,16 @@ def evaluate_model(
             else:
                 client = transport.client(settings.endpoint())
                 answers = answer_all(
-                    settings,
-                    [s.input for s in samples],
-                    client,
-                    p.candidate.concurrency,
-                    p.candidate.quiet,
+                    settings, samples, client, p.candidate.concurrency, p.candidate.quiet
                 )
             timings = {"time/answers_s": time.perf_counter() - started}
+            # Each turn with the candidate's own earlier answers: the dialogue its judges read.
+            samples = with_replies(samples, [a.text for a in answers])
             rows = _grade(samples, answers, graders, writer.put, timings)
-            uri = None if p.from_data else model.model_uri
+            # A turn's answer depends on the dialogue before it, which the logged model's
+            # `inputs` column does not hold: MLflow reads the answers as a column instead.
+            turns = any(s.turn is not None for s in samples)
+            uri = None if p.from_data or turns else model.model_uri
             if warming is not None:
                 warming.join()
             result, notes = tracking.finish_model_run(plan, spec, run_id, rows, uri, timings)

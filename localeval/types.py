@@ -29,18 +29,19 @@ TARGETS_ROLE, CONTEXT_ROLE = "targets", "context"
 # Why a verdict has no score and whose fault it is: the candidate's (no answer: the row failed) or
 # the judge's (an answer it could not grade: unscored). Logged as they are: never rename one.
 UnscoredReason = Literal["candidate_failed", "judge_error", "parse_failure", "out_of_range",
-                         "injection_suspected", "not_graded"]  # fmt: skip
+                         "injection_suspected", "not_graded", "not_applicable"]  # fmt: skip
 Blame = Literal["candidate", "judge"]
-BLAME: dict[UnscoredReason, Blame] = {
+BLAME: dict[UnscoredReason, Blame | None] = {
     "candidate_failed": "candidate",  # no answer after retries (no judge was asked)
     "judge_error": "judge",  # its call failed after retries (HTTP 5xx, timeout): a re-run asks
     "parse_failure": "judge",  # no score it reads: prose, empty, cut off by the token budget
     "out_of_range": "judge",  # a score off its scale ("8/10" on a 1-5 scale)
     "injection_suspected": "judge",  # its only verdict was copied from the answer: fooled
     "not_graded": "judge",  # none of its verdicts on the row (reports; a run grades every row)
+    "not_applicable": None,  # the judge needs what the row lacks (a reference): nobody's fault
 }
-CANDIDATE_FAILED, JUDGE_ERROR, PARSE_FAILURE, OUT_OF_RANGE, INJECTION_SUSPECTED, NOT_GRADED = (
-    get_args(UnscoredReason))  # fmt: skip
+CANDIDATE_FAILED, JUDGE_ERROR, PARSE_FAILURE, OUT_OF_RANGE, INJECTION_SUSPECTED, NOT_GRADED, \
+    NOT_APPLICABLE = get_args(UnscoredReason)  # fmt: skip
 RowStatus = Literal["failed", "unscored", "ok"]
 # How a judge's scored verdicts on a row (endpoints × repeats) make its score: their mean, or the
 # most common grade, a tie to the worse one in the judge's sense (a split never flatters).
@@ -95,6 +96,18 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """Where a row sits in a conversation (one row per turn): the dialogue before it."""
+
+    conversation: str  # the conversation's id (its traces' MLflow session)
+    number: int  # 1-based
+    count: int  # the conversation's turns
+    earlier: tuple[str, ...] = ()  # the user's earlier turns
+    replies: tuple[str | None, ...] = ()  # the candidate's answers to them, once asked
+    system_prompt: str | None = None  # the row's own, replacing --system-prompt
+
+
+@dataclass(frozen=True)
 class Sample:
     """One evaluation row: the question, the expected answer and optional retrieval context."""
 
@@ -106,6 +119,7 @@ class Sample:
     answers: dict[str, str | None] = field(default_factory=dict)  # --answer-col COL -> answer
     preference: str | None = None  # a person's pick of two answer columns: "a", "b" or "tie"
     labels: dict[str, float] = field(default_factory=dict)  # judge name -> a person's grade
+    turn: Turn | None = None  # a turn of a conversation (None: a single question)
 
     @property
     def answer(self) -> str | None:

@@ -98,7 +98,9 @@ def test_the_embedded_model_has_a_second_id_with_its_own_system_prompt():
 def test_bad_data_file_exits_2_naming_file_row_and_column(tmp_path):
     data = tmp_path / "bad.csv"
     data.write_text("inputs,ground_truth\nWhat is MLflow?,\n", encoding="utf-8")
-    result = _entry(["--stack", "external", "--data", str(data)], tmp_path)
+    # Without --require-reference the row is only not applicable to answer_similarity.
+    args = ["--stack", "external", "--data", str(data), "--require-reference"]
+    result = _entry(args, tmp_path)
     assert result.returncode == 2
     assert str(data) in result.stderr and "row 1" in result.stderr
     assert "'ground_truth'" in result.stderr and "Traceback" not in result.stderr

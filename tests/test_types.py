@@ -12,6 +12,7 @@ from localeval.types import (
     CANDIDATE_FAILED,
     INJECTION_SUSPECTED,
     JUDGE_ERROR,
+    NOT_APPLICABLE,
     NOT_GRADED,
     OUT_OF_RANGE,
     PARSE_FAILURE,
@@ -43,6 +44,7 @@ def test_the_reasons_keep_the_values_that_runs_logged_and_each_has_a_culprit():
     assert NOT_GRADED == "not_graded"
     assert set(BLAME) == set(get_args(UnscoredReason))
     assert {r for r, who in BLAME.items() if who == "candidate"} == {CANDIDATE_FAILED}
+    assert {r for r, who in BLAME.items() if who is None} == {NOT_APPLICABLE}
 
 
 def test_an_unscored_score_is_made_with_its_reason_and_never_without_one():
@@ -59,10 +61,12 @@ def test_an_unscored_score_is_made_with_its_reason_and_never_without_one():
 
 @pytest.mark.parametrize("reason", get_args(UnscoredReason))
 def test_failed_and_status_read_the_same_culprit(reason):
-    answered = BLAME[reason] == "judge"
+    answered = BLAME[reason] != "candidate"
     answer = None if answered else Answer(None, "HTTP 500", Call(0.0, 0.5))
     row = _row(Score.unscored(reason, "why"), answer=answer)
-    assert row.status == ("unscored" if answered else "failed")
+    # Not applicable (no reference to compare with) is nobody's fault: the row is ok.
+    expected = {"judge": "unscored", "candidate": "failed", None: "ok"}[BLAME[reason]]
+    assert row.status == expected
     assert row.failed == (row.status == "failed")
 
 

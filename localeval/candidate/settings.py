@@ -16,7 +16,8 @@ from ..calls.pool import map_ordered
 from ..config.slices import CacheOptions, CandidateOptions, DataOptions
 from ..dataset import Columns, load_dataset
 from ..prompts import ANSWER_GRAMMAR
-from ..types import Answer, Call, ModelSpec
+from ..types import Answer, Call, ModelSpec, Sample
+from .conversation import cached_replies, conversations, walk
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,14 @@ def candidate_settings(options: CandidateOptions, spec: ModelSpec) -> CandidateS
 
 def ask(client: ChatClient, settings: CandidateSettings, question: str) -> Answer:
     """One row's answer, or the failure after retries as a value."""
+    return ask_messages(client, settings.messages(question))
+
+
+def ask_messages(client: ChatClient, messages: list[dict[str, str]]) -> Answer:
+    """One reply to these messages, or the failure after retries as a value."""
     started = time.time()
     try:
-        reply = client.complete(settings.messages(question))
+        reply = client.complete(messages)
     except CallFailed as exc:
         return Answer(None, exc.reason, Call(started, time.time() - started))
     return Answer(reply.text, None, call_of(reply, started))
@@ -74,19 +80,28 @@ def ask(client: ChatClient, settings: CandidateSettings, question: str) -> Answe
 
 def answer_all(
     settings: CandidateSettings,
-    questions: Sequence[str],
+    samples: Sequence[Sample],
     client: ChatClient,
     concurrency: int,
     quiet: bool = False,
 ) -> list[Answer]:
-    """Every row's answer, `concurrency` calls at a time, in the rows' order."""
-    return map_ordered(
-        lambda question: ask(client, settings, question),
-        list(questions),
+    """Every row's answer in the rows' order, `concurrency` calls at a time: single questions
+    each on its own, a conversation's turns one after the other (each with its dialogue)."""
+    groups = conversations(samples)
+    got = map_ordered(
+        lambda group: walk(
+            samples, group, settings.system_prompt, lambda m: ask_messages(client, m)
+        ),
+        groups,
         concurrency,
         desc=f"answers ({settings.model})",
         quiet=quiet,
     )
+    answers: list[Answer] = [Answer(None, "not asked")] * len(samples)
+    for group, found in zip(groups, got):
+        for i, answer in zip(group, found):
+            answers[i] = answer
+    return answers
 
 
 def answers_cached(
@@ -104,14 +119,17 @@ def answers_cached(
         return False
     every = [candidate_settings(candidate, spec) for spec in models]
     samples = load_dataset(
-        data.path, Columns(data.input_col, data.target_col, data.context_col),
+        data.path, Columns(data.input_col, data.target_col, data.context_col,
+                           turns=data.turns_col),
         need_target=False, shard=data.shard,
     ).samples  # fmt: skip
     cache = ReplyCache(folder)
     with contextlib.closing(cache):
         for settings in every:
-            for sample in samples:
-                key = cache_key(settings.endpoint(), settings.messages(sample.input))
-                if cache.get(key) is None:
-                    return False
+            endpoint = settings.endpoint()
+            found = cached_replies(
+                samples, settings.system_prompt, lambda m, e=endpoint: cache.get(cache_key(e, m))
+            )
+            if found is None:
+                return False
     return True

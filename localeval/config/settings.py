@@ -247,6 +247,24 @@ class EvalConfig:
         parse=o.text, metavar="RUN_ID",
     )  # fmt: skip
     input_col: str = option(INPUTS, "data column holding the question", parse=o.text, metavar="COL")
+    turns_col: str = option(
+        "turns",
+        "data column holding a conversation's user turns (a list): one row per conversation, "
+        "answered turn by turn, each turn judged with the dialogue before it",
+        parse=o.text, metavar="COL",
+    )  # fmt: skip
+    judge_turns: str = option(
+        "all",
+        "in conversations, the turns the judges grade: all, or last (the others are not "
+        "applicable)",
+        parse=o.choice("all", "last"),
+    )  # fmt: skip
+    require_reference: bool = option(
+        False,
+        "stop at a row (or turn) without a reference when a judge needs one; by default such "
+        "rows are not applicable to that judge (counted, not graded) and other judges grade them",
+        parse=o.boolean, switch=True,
+    )  # fmt: skip
     target_col: str = option(
         GROUND_TRUTH, "data column holding the expected answer", parse=o.text, metavar="COL"
     )

@@ -90,6 +90,8 @@ class JudgingOptions:
     quiet: bool
     fail_under: tuple[Threshold, ...]  # checked against the metrics the judges will log
     pairwise: bool  # head to head between the run's models
+    judge_turns: str  # in conversations: all, or only the last turn
+    require_reference: bool  # a row without the reference a judge needs stops the run
 
     @classmethod
     def of(cls, config: EvalConfig) -> JudgingOptions:
@@ -111,6 +113,8 @@ class JudgingOptions:
             quiet=config.quiet,
             fail_under=tuple(config.fail_under),
             pairwise=config.pairwise,
+            judge_turns=config.judge_turns,
+            require_reference=config.require_reference,
         )
 
 
@@ -147,6 +151,7 @@ class DataOptions:
 
     path: Path
     input_col: str
+    turns_col: str
     target_col: str
     context_col: str
     answer_col: tuple[str, ...]  # answers from the data: no candidate is asked
@@ -158,6 +163,7 @@ class DataOptions:
         return cls(
             path=Path(config.data),
             input_col=config.input_col,
+            turns_col=config.turns_col,
             target_col=config.target_col,
             context_col=config.context_col,
             answer_col=tuple(config.answer_col),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import stats
-from ..types import Call, Judgement, Score
+from ..types import NOT_APPLICABLE, Call, Judgement, RowResult, Score
 from .judges import JudgeDef
 
 
@@ -35,10 +35,14 @@ def aggregates(
 ) -> tuple[dict[str, float], dict[str, str]]:
     """A judge's aggregates (MLflow's, plus unscored shares, CI, agreement, failures, usage),
     and for each one that cannot be computed, why (it is then left out, never made up)."""
-    out = aggregate([j.combined.value for j in rows], judge.aggregations)
+    # Rows the judge does not apply to (no reference to compare with) are counted apart: they
+    # are neither in its scores nor in its unscored share.
+    applicable = [j for j in rows if j.combined.reason != NOT_APPLICABLE]
+    out = aggregate([j.combined.value for j in applicable], judge.aggregations)
+    out["not_applicable_rows"] = float(len(rows) - len(applicable))
     undefined: dict[str, str] = {}
     if "mean" not in out:
-        undefined["mean"] = f"the judge scored none of the {len(rows)} rows"
+        undefined["mean"] = f"the judge scored none of the {len(applicable)} rows it applies to"
     asked = [v.score for j in rows for v in j.verdicts if v.call is not None]
     if asked:  # every verdict asked of the judge, all repeats and endpoints
         out["unscored_verdict_ratio"] = sum(not s.scored for s in asked) / len(asked)
@@ -75,6 +79,31 @@ def aggregates(
     if latency > 0:
         out["judge_tokens_per_s"] = completion / latency
     return out, undefined
+
+
+def by_turn(key: str, rows: Sequence[RowResult]) -> dict[str, float]:
+    """A judge's figures over conversations (none for single questions): each turn number's mean
+    (`<key>/turn_<n>/mean`), and over the conversations the mean of each one's scored turns
+    (`conversation_mean`) and of their last turns (`last_turn_mean`)."""
+    per_number: dict[int, list[float]] = {}
+    per_conversation: dict[str, list[float]] = {}
+    last: list[float] = []
+    for row in rows:
+        turn, judgement = row.sample.turn, row.judgements.get(key)
+        if turn is None or judgement is None or judgement.combined.value is None:
+            continue
+        value = judgement.combined.value
+        per_number.setdefault(turn.number, []).append(value)
+        per_conversation.setdefault(turn.conversation, []).append(value)
+        if turn.number == turn.count:
+            last.append(value)
+    out = {f"{key}/turn_{n}/mean": float(np.mean(v)) for n, v in sorted(per_number.items())}
+    if per_conversation:
+        means = [float(np.mean(v)) for v in per_conversation.values()]
+        out[f"{key}/conversation_mean"] = float(np.mean(means))
+    if last:
+        out[f"{key}/last_turn_mean"] = float(np.mean(last))
+    return out
 
 
 def cost(calls: Sequence[Call]) -> dict[str, float]:

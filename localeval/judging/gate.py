@@ -24,6 +24,7 @@ JUDGE_METRICS = (
     "failed_rows", "judge_prompt_tokens", "judge_completion_tokens", "judge_tokens_per_s",
     "verdict_tokens_mean", "verdict_tokens_p90", "verdict_tokens_max", "cut_off_ratio",
     "mean_spread", "self_consistency", "agreement_kappa", "agreement_alpha", "partial_rows",
+    "not_applicable_rows",
     "human_labelled_rows", "human_kappa", "human_kappa_ci_low", "human_kappa_ci_high",
     "human_exact", "human_within_1", "human_mean_diff",
 )  # fmt: skip
@@ -32,6 +33,7 @@ ALWAYS = (
     "ci_low", "ci_high", "unscored_ratio", "unscored_verdict_ratio", "failed_rows",
     "judge_prompt_tokens", "judge_completion_tokens", "judge_tokens_per_s",
     "verdict_tokens_mean", "verdict_tokens_p90", "verdict_tokens_max", "cut_off_ratio",
+    "not_applicable_rows",
 )  # fmt: skip
 REPEATED = ("mean_spread", "self_consistency")  # --judge-repeats above 1
 HUMAN = JUDGE_METRICS[JUDGE_METRICS.index("human_labelled_rows") :]  # rows a person graded
@@ -93,6 +95,13 @@ def logged_names(
         labelled = dataset is not None and any(judge.name in s.labels for s in dataset.samples)
         known += [f"{judge.key}/{m}" for m in dict.fromkeys((*JUDGE_METRICS, *judge.aggregations))]
         will += [f"{judge.key}/{m}" for m in judge_metrics(judge, repeats, labelled)]
+        # Conversations: the figures per turn number and per conversation (figures.by_turn).
+        turns = max((s.turn.count for s in dataset.samples if s.turn), default=0) if dataset else 0
+        if turns:
+            over = [f"turn_{n}/mean" for n in range(1, turns + 1)]
+            over += ["conversation_mean", "last_turn_mean"]
+            known += [f"{judge.key}/{m}" for m in over]
+            will += [f"{judge.key}/{m}" for m in over]
     known += OTHER_METRICS
     from_data = dataset is not None and any(s.answer is not None for s in dataset.samples)
     if dataset is None or dataset.has_targets:

@@ -18,6 +18,8 @@ from ..calls.pool import map_ordered
 from ..calls.transport import Transport
 from ..prompts import (
     ANSWER_QUOTING_VERSION,
+    DIALOGUE,
+    DIALOGUE_TURN,
     JSON_VERDICT,
     JSON_VERDICT_VERSION,
     JUSTIFICATION_CHARS,
@@ -30,6 +32,7 @@ from ..types import (
     CONTEXT_ROLE,
     INJECTION_SUSPECTED,
     JUDGE_ERROR,
+    NOT_APPLICABLE,
     PARSE_FAILURE,
     TARGETS_ROLE,
     Answer,
@@ -40,7 +43,13 @@ from ..types import (
     Verdict,
 )
 from .judges import JudgeDef
-from .verdict import parse_json_verdict, parse_verdict, still_thinking, strip_echo
+from .verdict import (
+    parse_json_verdict,
+    parse_verdict,
+    quote_answer,
+    still_thinking,
+    strip_echo,
+)
 
 # A verdict cut off by its token budget is read as it stands: MLflow's text format and our JSON
 # one ask for the score first, so it is usually there. Without one, the judge is asked once more,
@@ -65,6 +74,7 @@ class GradingOptions:
     layout: str = LAYOUT_MLFLOW  # the order of the prompt's parts (prompts.LAYOUTS)
     grammar: bool = False  # JSON verdicts constrained by a llama.cpp grammar (the embedded judge)
     judge_concurrency: dict[str, int] = field(default_factory=dict)  # judge key -> its own
+    judge_turns: str = "all"  # in conversations: grade every turn, or the last one only
 
 
 def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
@@ -78,6 +88,19 @@ def grading_context(judge: JudgeDef, sample: Sample) -> dict[str, str]:
         else:
             out[column] = str(sample.metadata.get(column, ""))
     return out
+
+
+def in_context(sample: Sample) -> str:
+    """The question as the judge reads it: a turn after the first comes after the dialogue so
+    far (the user's turns, the candidate's answers quoted as data)."""
+    turn = sample.turn
+    if turn is None or not turn.earlier:
+        return sample.input
+    dialogue = "".join(
+        DIALOGUE_TURN.format(question=q, answer=quote_answer(a or ""))
+        for q, a in zip(turn.earlier, turn.replies)
+    )
+    return DIALOGUE.format(dialogue=dialogue, question=sample.input)
 
 
 @dataclass(frozen=True)
@@ -197,7 +220,18 @@ class Grader:
     def prompt(self, sample: Sample, answer: str, use_json: bool) -> str:
         context = grading_context(self.judge, sample)
         form = JSON_VERDICT.format(low=self.judge.low, high=self.judge.high) if use_json else ""
-        return self.judge.render(sample.input, answer, context, self.options.layout, form)
+        return self.judge.render(in_context(sample), answer, context, self.options.layout, form)
+
+    def not_applicable(self, sample: Sample) -> str | None:
+        """Why this judge does not grade the row, or None: it compares with a reference the row
+        lacks (--require-reference stops at such a row instead), or a turn other than the last
+        under --judge-turns last."""
+        turn = sample.turn
+        if self.options.judge_turns == "last" and turn is not None and turn.number < turn.count:
+            return f"--judge-turns last: turn {turn.number} of {turn.count} is not graded"
+        if TARGETS_ROLE in self.judge.grading_context_columns and not sample.target:
+            return f"{self.judge.name} compares with a reference answer; this row has none"
+        return None
 
     def _ask(
         self, sample: Sample, answer: str, endpoint: str, repeat: int, raised: bool = False
@@ -250,6 +284,8 @@ class Grader:
     def cached(self, sample: Sample, answer: str, lookup: Callable[..., Any]) -> bool:
         """Whether every verdict this row needs is in the cache (`lookup(endpoint, messages)`
         returns the stored reply or None), as `_ask` would look for them."""
+        if self.not_applicable(sample) is not None:
+            return True
         use_json = self.options.judge_format == "json"
         messages = [{"role": "user", "content": self.prompt(sample, answer, use_json)}]
         for endpoint in self.judge.endpoints:
@@ -265,7 +301,16 @@ class Grader:
         return True
 
     def grade(self, sample: Sample, answer: Answer) -> Judgement:
-        """Every verdict for one row; a row without an answer is unscored without a call."""
+        """Every verdict for one row; a row without an answer is unscored without a call, a row
+        the judge does not apply to is not applicable without one."""
+        why = self.not_applicable(sample)
+        if why is not None:
+            score = Score.unscored(NOT_APPLICABLE, why)
+            return Judgement(
+                tuple(Verdict(e, 0, score) for e in self.judge.endpoints),
+                self.judge.combine,
+                self.judge.greater_is_better,
+            )
         verdicts = []
         for endpoint in self.judge.endpoints:
             for repeat in range(self.options.repeats):

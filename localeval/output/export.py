@@ -64,6 +64,8 @@ def rows(outcome: Outcome) -> list[dict[str, Any]]:
                 "id": row.sample.id,
                 INPUTS: row.sample.input,
             }
+            if (turn := row.sample.turn) is not None:  # a turn of a conversation
+                record.update(conversation=turn.conversation, turn=turn.number, turns=turn.count)
             if dataset.has_targets:
                 record[GROUND_TRUTH] = row.sample.target
             if dataset.has_context:

@@ -26,7 +26,7 @@ from ..errors import EvalError
 from ..judging.pairs import HeadToHead, headline
 from ..outcome import Outcome
 from ..redact import mask
-from ..types import Comparison, HumanAgreement, JudgeInfo, ModelResult, RowResult
+from ..types import NOT_APPLICABLE, Comparison, HumanAgreement, JudgeInfo, ModelResult, RowResult
 from . import charts, present
 
 _STATIC = files(__package__) / "static"
@@ -106,10 +106,12 @@ def _row_view(
     cells = [_number(row.index + 1)]
     if model is not None:
         cells.append(_text(model, "tag"))
+    if "conversation" in columns:
+        cells.append(_text(present.turn_label(row), "tag"))
     cells.append(Cell("tag", status, badge=status, reasons=tuple(reasons)))
     cells.append(_text(row.sample.input))
     optional = {"ground_truth": row.sample.target, "context": row.sample.context}
-    cells += [_text(optional[c]) for c in columns]
+    cells += [_text(optional[c]) for c in columns if c != "conversation"]
     if row.answer.failed:
         cells.append(Cell("text", "", error=row.answer.error))
     else:
@@ -118,6 +120,8 @@ def _row_view(
         score = present.score_of(row, judge.key)
         if score.scored:
             cells.append(_number(score.value))
+        elif score.reason == NOT_APPLICABLE:
+            cells.append(Cell("num", "", badge="n/a", reasons=("not applicable",)))
         else:
             cells.append(Cell("num", "", badge="unscored", reasons=(str(score.reason),)))
         cells.append(_text(score.justification))
@@ -140,7 +144,11 @@ def _rows_section(results: Sequence[ModelResult], judges: list[JudgeInfo]) -> di
     optional = [("ground_truth", "ground truth", any(r.sample.target for r in rows))]
     optional.append(("context", "context", any(r.sample.context for r in rows)))
     columns = [column for column, _, shown in optional if shown]
+    # Conversations: a column naming each row's conversation and turn (its turns are adjacent).
+    turns = any(r.sample.turn is not None for r in rows)
+    columns += ["conversation"] if turns else []
     head = [("#", "num")] + ([("model", "text")] if several else [])
+    head += [("conversation", "text")] if turns else []
     head += [("status", "text"), ("input", "text")]
     head += [(label, "text") for _, label, shown in optional if shown]
     head.append(("answer", "text"))

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import NOT_GRADED, Call, Comparison, HumanAgreement, ModelResult, RowResult, Score
+from ..types import (
+    NOT_APPLICABLE,
+    NOT_GRADED,
+    Call,
+    Comparison,
+    HumanAgreement,
+    ModelResult,
+    RowResult,
+    Score,
+)
 
 MISSING = "—"
 HISTOGRAM_MAX_BARS = 12  # up to this many distinct scores get a bar each, else equal-width bins
@@ -114,6 +123,7 @@ class JudgeSummary:
     scored: int
     total: int
     unscored_ratio: float | None
+    not_applicable: int = 0  # rows the judge does not apply to (no reference): not in `total`
 
     @property
     def mean_text(self) -> str:
@@ -129,21 +139,53 @@ class JudgeSummary:
         text = f"{self.scored} of {self.total} rows scored"
         if self.unscored_ratio is not None:
             text += f", unscored ratio {fmt(self.unscored_ratio, 3)}"
-        return text
+        return text + self.not_applicable_text
+
+    @property
+    def not_applicable_text(self) -> str:
+        return f" ({self.not_applicable} not applicable)" if self.not_applicable else ""
 
 
 def judge_summary(result: ModelResult, key: str) -> JudgeSummary:
     """The summary of judge `key` (`<name>/<version>`) from the model's metrics and rows."""
     found = intervals(result.metrics)
     scores = result.scores(key)
+    apart = sum(score_of(r, key).reason == NOT_APPLICABLE for r in result.rows)
     return JudgeSummary(
         key=key,
         mean=number(result.metrics.get(f"{key}/mean")),
         interval=found.get(key) or found.get(f"{key}/mean"),
         scored=sum(v is not None for v in scores),
-        total=len(scores),
+        total=len(scores) - apart,
         unscored_ratio=number(result.metrics.get(f"{key}/unscored_ratio")),
+        not_applicable=apart,
     )
+
+
+def by_turn_text(result: ModelResult, key: str) -> str | None:
+    """A judge's figures over conversations, in words (None for single questions): each turn
+    number's mean, the mean over conversations and over their last turns."""
+    found = {k.removeprefix(f"{key}/"): v for k, v in result.metrics.items()}
+    turns = sorted(
+        (int(k.split("/")[0].removeprefix("turn_")), v)
+        for k, v in found.items()
+        if k.startswith("turn_") and k.endswith("/mean")
+    )
+    if not turns:
+        return None
+    numbers = ", ".join(str(n) for n, _ in turns)
+    means = ", ".join(fmt(v, 3) for _, v in turns)
+    conversation = fmt(number(found.get("conversation_mean")), 3)
+    last = fmt(number(found.get("last_turn_mean")), 3)
+    return (
+        f"{key} turns {numbers}: {means}; conversation mean {conversation}, last turn mean {last}"
+    )
+
+
+def turn_label(row: RowResult) -> str:
+    """Where a row sits in its conversation (`ui 2/3`), or "" for a single question."""
+    turn = row.sample.turn
+    return "" if turn is None else f"{turn.conversation} {turn.number}/{turn.count}"
 
 
 @dataclass(frozen=True)
@@ -231,7 +273,7 @@ def row_status(row: RowResult) -> tuple[str, list[str]]:
     reasons = [
         f"{key.split('/')[0]}: {judgement.combined.reason}"
         for key, judgement in row.judgements.items()
-        if not judgement.combined.scored
+        if not judgement.combined.scored and judgement.combined.reason != NOT_APPLICABLE
     ]
     return status, reasons
 
@@ -242,6 +284,8 @@ def justification_text(score: Score) -> str:
     text = score.justification or ""
     if score.scored:
         return text
+    if score.reason == NOT_APPLICABLE:
+        return f"[not applicable] {text}".strip()
     return f"[unscored: {score.reason}] {text}".strip()
 
 

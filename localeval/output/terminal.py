@@ -17,9 +17,10 @@ from ..judging.pairs import headline
 from ..outcome import Outcome
 from ..redact import mask
 from ..stats import BT_RESAMPLES
-from ..types import HumanAgreement, ModelResult, RowResult
+from ..types import NOT_APPLICABLE, HumanAgreement, ModelResult, RowResult
 from .present import (
     MISSING,
+    by_turn_text,
     fmt,
     human_summary,
     judge_summary,
@@ -28,6 +29,7 @@ from .present import (
     paired,
     score_of,
     shorten,
+    turn_label,
     versus,
 )
 
@@ -68,7 +70,8 @@ def _row_lines(result: ModelResult, row: RowResult, cut: bool) -> list[str]:
     judges (each "candidate produced no answer") left out.
     """
     question = " ".join(row.sample.input.split())
-    lines = [f"[{row.index + 1}] " + (shorten(question, WIDTH) if cut else question)]
+    turn = f"{label} " if (label := turn_label(row)) else ""  # its conversation and turn
+    lines = [f"[{row.index + 1}] {turn}" + (shorten(question, WIDTH) if cut else question)]
     if row.answer.failed:
         lines.append(_wrap("FAILED", _unscored_cut(row.answer.error or "no answer")))
         if cut:
@@ -84,6 +87,8 @@ def _row_lines(result: ModelResult, row: RowResult, cut: bool) -> list[str]:
         elif cut:
             text = shorten(text, CUT)
         shown = fmt(score.value, 3) if score.scored else "unscored"
+        if score.reason == NOT_APPLICABLE:
+            shown = "n/a"
         lines.append(_wrap(f"{judge.name} = {shown}", text))
     return lines
 
@@ -184,9 +189,14 @@ def _judge_table(result: ModelResult) -> list[str]:
         low, high = s.interval or (None, None)
         name = judge.key + ("" if judge.greater_is_better else " (lower is better)")
         interval = f"[{fmt(low, 3)}, {fmt(high, 3)}]" if s.interval else MISSING
-        row = [name, s.mean_text, interval, f"{s.scored} of {s.total}"]
+        row = [name, s.mean_text, interval, f"{s.scored} of {s.total}{s.not_applicable_text}"]
         rows.append(row + ([fmt(ratios[judge.key], 3)] if extra else []))
-    return _table(head, rows, "  ")
+    lines = _table(head, rows, "  ")
+    turns = [by_turn_text(result, j.key) for j in result.judges]
+    wrapped = [
+        textwrap.fill(t, WIDTH, initial_indent="  ", subsequent_indent="    ") for t in turns if t
+    ]
+    return lines + wrapped
 
 
 def _failed_line(result: ModelResult) -> str:
@@ -315,7 +325,9 @@ def format_header(outcome: Outcome) -> str:
     rows = len(data.samples) or max((len(r.rows) for r in results), default=0)
     several = len(results) > 1
     what = f"{len(results)} models" if several else results[0].model.id if results else "nothing"
-    lines = [f"=== {what} on {data.path.name}" + (f" ({rows} rows)" if rows else "")]
+    talks = {s.turn.conversation for s in data.samples if s.turn is not None}
+    size = f"{len(talks)} conversations, {rows} turns" if talks else f"{rows} rows"
+    lines = [f"=== {what} on {data.path.name}" + (f" ({size})" if rows else "")]
     cells = [[r.model.id, mask(r.model.base_url)] + ([f"run {r.run_id}"] if several else [])
              for r in results]  # fmt: skip
     labels = ["models  " if several else "model   "] + [" " * 8] * len(cells)

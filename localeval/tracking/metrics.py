@@ -20,7 +20,7 @@ import pandas as pd
 from mlflow.metrics import MetricValue, make_metric
 
 from ..judging.judges import JudgeDef
-from ..types import Answer, Judgement, Score
+from ..types import NOT_APPLICABLE, Answer, Judgement, Score
 
 
 def _signature(fn: Any, names: Sequence[str]) -> None:
@@ -32,6 +32,8 @@ def _signature(fn: Any, names: Sequence[str]) -> None:
 def shown(score: Score) -> str:
     """A verdict's text in MLflow's justification column: why first when it could not grade."""
     text = score.justification or ""
+    if score.reason == NOT_APPLICABLE:  # not the judge's failure: no reference to compare with
+        return f"[not applicable] {text}".strip()
     return f"[unscored: {score.reason}] {text}".strip() if score.reason else text
 
 

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from ..candidate.model import answer_frame
 from ..judging.agreement import human_agreement
-from ..judging.figures import aggregates
+from ..judging.figures import aggregates, by_turn
 from ..judging.grading import verdict_records
 from ..judging.judges import JudgeDef
 from ..serving.servers import telemetry_off
@@ -80,6 +80,10 @@ def quiet_mlflow() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*Pydantic.*")
         # We log a signature on purpose: an input example would make an LLM call at log time.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        # mlflow.evaluate infers a schema for the frame it logs as the run's dataset; with the
+        # answers as columns (conversations, --answer-col) their token counts are integers, and
+        # it warns about missing values at inference time: there is no inference of that frame.
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
         os.environ.update(telemetry_off(dict(os.environ)))
         # MLflow draws a "Downloading artifacts" bar each time evaluate loads the logged model.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -300,6 +304,8 @@ def finish_model_run(
     )
     rows = _with_heuristics(rows, result.tables["eval_results_table"], plan.judges)
     extra = {**_run_metrics(rows), **(timings or {})}
+    for judge in plan.judges:
+        extra.update(by_turn(judge.key, rows))
     mlflow.log_metrics(extra)
     for judge in plan.judges:
         records = verdict_records([r.judgements[judge.key] for r in rows])

@@ -33,6 +33,7 @@ from mlflow.entities import (
     TraceState,
 )
 
+from ..candidate.conversation import turn_messages
 from ..types import Call, RowResult, Score, Verdict
 from .mlflow_internals import (
     SpanAttributeKey,
@@ -42,6 +43,8 @@ from .mlflow_internals import (
     aggregate_usage_from_spans,
 )
 
+# MLflow 3's trace metadata that groups traces into a session (its UI's Sessions view).
+SESSION = "mlflow.trace.session"
 EXPECTATION = "expected_response"  # the name mlflow.genai.evaluate gives a row's ground truth
 _SOURCE_RUN_ID = "mlflow.assessment.sourceRunId"  # AssessmentMetadataKey.SOURCE_RUN_ID
 _PREVIEW = 1000  # characters of request/response kept in the trace list's preview columns
@@ -171,8 +174,7 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
     candidate = _span(
         otel_trace, _id(8), root, "candidate" if asked else "answer from the data",
         "CHAT_MODEL" if asked else "UNKNOWN", answer.call,
-        {"messages": [{"role": "system", "content": settings.system_prompt},
-                      {"role": "user", "content": sample.input}]}, answer.text,
+        {"messages": turn_messages(settings.system_prompt, sample)}, answer.text,
         {"model": settings.model, "base_url": settings.base_url, **settings.candidate_params,
          "latency_s": answer.call.latency_s if answer.call else None,
          "cached": answer.call.cached if answer.call else None},
@@ -242,6 +244,12 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         "localeval.row": str(row.index + 1),
         "localeval.dataset_digest": settings.dataset_digest,
     }
+    name = f"row {row.index + 1}"
+    if sample.turn is not None:  # one session per conversation of this run (MLflow's Sessions)
+        metadata[SESSION] = f"{sample.turn.conversation} ({settings.run_id[:8]})"
+        metadata["localeval.conversation"] = sample.turn.conversation
+        metadata["localeval.turn"] = str(sample.turn.number)
+        name = f"{sample.turn.conversation} turn {sample.turn.number}/{sample.turn.count}"
     if usage := aggregate_usage_from_spans(entities):  # as MLflow's tracer sums a trace's calls
         metadata[TraceMetadataKey.TOKEN_USAGE] = json.dumps(usage)
     info = TraceInfo(
@@ -253,7 +261,7 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         request_preview=json.dumps(request, ensure_ascii=False)[:_PREVIEW],
         response_preview=response[:_PREVIEW],
         trace_metadata=metadata,
-        tags={TraceTagKey.TRACE_NAME: f"row {row.index + 1}"},
+        tags={TraceTagKey.TRACE_NAME: name},
         assessments=assessments,
     )
     return info, entities
