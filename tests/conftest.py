@@ -49,6 +49,10 @@ def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ: a test that calls it
+    # would hand its store to every process the later tests of this worker start.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(scope="session")
