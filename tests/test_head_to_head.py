@@ -13,6 +13,12 @@ RANK = {"weak answer": 0, "good answer": 1, "best answer": 2}
 _SHOWN = re.compile(r"\[Answer ([AB])\]\n`{3,}\n(.*?)\n`{3,}", re.DOTALL)
 
 
+def _fair(shown: dict[str, str]) -> str:
+    """A judge that prefers the better answer wherever it is shown, with a reason."""
+    better = max(shown, key=lambda k: RANK[shown[k]])
+    return f"Answer {better} says more.\n[[{better}]]"
+
+
 def _answers_shown(body) -> dict[str, str]:
     return dict(_SHOWN.findall(body["messages"][0]["content"]))
 
@@ -42,11 +48,7 @@ def _serve(fake, judge):
 def test_a_fair_judge_ranks_three_models_in_their_order(
     fake, run_args, capsys, tracking_uri, request, tmp_path
 ):
-    def fair(shown):
-        better = max(shown, key=lambda k: RANK[shown[k]])
-        return f"Answer {better} is more complete.\n[[{better}]]"
-
-    _serve(fake, fair)
+    _serve(fake, _fair)
     args = run_args + ["--model", "mid-model", "--model", "top-model", "--pairwise"]
     report, output = tmp_path / "report.html", tmp_path / "results.jsonl"
     code, out, err = evaluate(args + ["--report", str(report), "--output", str(output)], capsys)
@@ -124,11 +126,7 @@ def test_against_the_baseline_run_and_the_gate(
 ):
     import mlflow
 
-    def fair(shown):
-        better = max(shown, key=lambda k: RANK[shown[k]])
-        return f"Answer {better} says more.\n[[{better}]]"
-
-    _serve(fake, fair)
+    _serve(fake, _fair)
     assert evaluate(run_args, capsys)[0] == 0  # the baseline: "weak answer" on every row
     ANSWERS["fake-model"] = "best answer"  # the new version
     try:
@@ -226,11 +224,7 @@ def _known_answers(tmp_path, preferences):
 def test_two_answer_columns_and_a_persons_preference_measure_the_judge(
     fake, run_args, capsys, tmp_path, tracking_uri, request
 ):
-    def fair(shown):
-        better = max(shown, key=lambda k: RANK[shown[k]])
-        return f"[[{better}]]"
-
-    _serve(fake, fair)
+    _serve(fake, _fair)
     # The person prefers the better answer on 3 rows, calls one a tie, and is wrong on one.
     data = _known_answers(tmp_path, [
         ("best answer", "weak answer", "A"), ("weak answer", "good answer", "B"),
@@ -269,11 +263,7 @@ def test_a_custom_pairwise_rubric_from_the_judges_file(
 ):
     prompts = []
 
-    def fair(shown):
-        better = max(shown, key=lambda k: RANK[shown[k]])
-        return f"[[{better}]]"
-
-    _serve(fake, fair)
+    _serve(fake, _fair)
     judge = fake.reply
     fake.reply = lambda body: (prompts.append(body["messages"][0]["content"]), judge(body))[1]
     rubric = tmp_path / "rubric.yaml"
