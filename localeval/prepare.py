@@ -39,7 +39,7 @@ from .judging.judges import (
     pairwise_rubric,
     resolve_judges,
 )
-from .judging.pairs import PairwiseRubric, metric_name
+from .judging.pairs import PairwiseRubric, pair_prefix
 from .launch import Launch, early
 from .prompts import DIALOGUE_VERSION
 from .serving import gateway, preflight, stack
@@ -266,11 +266,8 @@ def prepare(config: EvalConfig, services: ExitStack, launch: Launch | None = Non
 def _pair_prefixes(models: Sequence[ModelSpec], baseline: str | None) -> list[str]:
     """`pairwise/<A>_vs_<B>` of every pair --pairwise will judge."""
     if baseline is not None:
-        return [f"pairwise/baseline_vs_{metric_name(m.id)}" for m in models]
-    return [
-        f"pairwise/{metric_name(a.id)}_vs_{metric_name(b.id)}"
-        for a, b in itertools.combinations(models, 2)
-    ]
+        return [pair_prefix("baseline", m.id) for m in models]
+    return [pair_prefix(a.id, b.id) for a, b in itertools.combinations(models, 2)]
 
 
 def _every_reply_cached(

@@ -212,7 +212,6 @@ def _judge_pair(
         rows=rows,
         figures=pairs.figures(a[0], b[0], rows),
         a_metric=a_metric,
-        run_id=mlflow.active_run().info.run_id,
         version=judge.version,
         answers=[(x.text, y.text) for x, y in zip(a[1], b[1])],
     )

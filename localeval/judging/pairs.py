@@ -234,14 +234,18 @@ class HeadToHead:
     rows: list[PairRow]
     figures: PairFigures
     a_metric: str | None = None  # what names a in metric names instead of its label
-    run_id: str | None = None  # the run its metrics are logged on
     version: str = "answer_preference/v1"  # the rubric's key (PairwiseRubric.key)
     answers: list[tuple[str | None, str | None]] = field(default_factory=list)  # (a's, b's)
 
     @property
     def prefix(self) -> str:
         """`pairwise/<A>_vs_<B>`, the metric names' stem."""
-        return f"pairwise/{metric_name(self.a_metric or self.a)}_vs_{metric_name(self.b)}"
+        return pair_prefix(self.a_metric or self.a, self.b)
+
+
+def pair_prefix(a: str, b: str) -> str:
+    """`pairwise/<A>_vs_<B>` for B against A: the stem of the pair's metric names."""
+    return f"pairwise/{metric_name(a)}_vs_{metric_name(b)}"
 
 
 def metric_name(model_id: str) -> str:

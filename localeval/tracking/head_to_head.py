@@ -77,7 +77,7 @@ def log(
     mlflow.log_metrics(pair_metrics(h))
     mlflow.log_table(table(h, samples, *answers), artifact_file=f"{h.prefix}.json")
     for i, row in enumerate(h.rows):
-        if i not in traces or (row.reason and row.reason.startswith("no_answer")):
+        if i not in traces or row.a_first.reason == "no_answer":  # nothing was asked
             continue
         one, two = row.winners()
         _feedback(h, traces[i], row.a_first, one, h.a_metric or h.a, source)
