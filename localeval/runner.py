@@ -33,7 +33,8 @@ from .tracking import head_to_head
 from .tracking import mlflow_run as tracking
 from .tracking.baseline import compare_with
 from .tracking.baseline import metrics as baseline_metrics
-from .tracking.traces import TraceSettings, TraceWriter
+from .tracking.trace_writer import APART_FROM_ROWS, TraceWriter
+from .tracking.traces import TraceSettings
 from .types import (
     Answer,
     Comparison,
@@ -98,10 +99,12 @@ def evaluate_model(
             upstreams=p.grading.upstreams,
             prompt_layout=p.grading.layout,
             dataset_digest=p.dataset.digest,
-            judge_prompts=prompt,
             judge_versions={g.judge.key: g.version for g in graders},
         )
-        writer = TraceWriter(p.tracking_uri, trace_settings, enabled=p.tracking.traces)
+        writer = TraceWriter(
+            p.tracking_uri, trace_settings, prompt, enabled=p.tracking.traces,
+            separate_process=len(samples) >= APART_FROM_ROWS,
+        )  # fmt: skip
         try:
             started = time.perf_counter()
             if p.from_data:

@@ -330,7 +330,7 @@ def test_written_traces_read_back_through_mlflow_public_api(tmp_path):
     import mlflow
 
     from localeval.tracking.mlflow_internals import TraceStore
-    from localeval.tracking.traces import TraceSettings, build
+    from localeval.tracking.traces import TraceSettings, build, prompts_of
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
@@ -339,9 +339,13 @@ def test_written_traces_read_back_through_mlflow_public_api(tmp_path):
     settings = TraceSettings(
         run_id, experiment, "m", "http://127.0.0.1:1/v1", "Be brief.",
         {"temperature": 0.0, "max_tokens": 64}, {"chat": "up", "chat2": "up2"}, "prefix-v2",
-        "digest", lambda row, key, verdict: f"Grade {row.answer.text}", {"k": "v"},
+        "digest", {"k": "v"},
     )  # fmt: skip
-    built = [build(row, settings) for row in _built_rows()]
+
+    def prompt(row, key, verdict):
+        return f"Grade {row.answer.text}"
+
+    built = [build(row, settings, prompts_of(row, prompt)) for row in _built_rows()]
     TraceStore(uri).write(experiment, built)
     client.link_traces_to_run([info.trace_id for info, _ in built], run_id)
 
@@ -362,3 +366,71 @@ def test_written_traces_read_back_through_mlflow_public_api(tmp_path):
     assert by_row["2"].info.state.value == "ERROR"  # the candidate's call failed
     both = {a.name for a in by_row["4"].info.assessments}
     assert "answer_similarity [chat2 2]" in both  # each endpoint and repeat, beside the combined
+
+
+def _writer_settings(tmp_path: Path):
+    import mlflow
+
+    from localeval.tracking.traces import TraceSettings
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=str(tmp_path / "a"))
+    run_id = client.create_run(experiment).info.run_id
+    settings = TraceSettings(
+        run_id, experiment, "m", "http://127.0.0.1:1/v1", "Be brief.", {}, {"chat": "up"},
+        "prefix-v2", "digest",
+    )  # fmt: skip
+    return uri, client, settings
+
+
+def _grade_prompt(row, key, verdict) -> str:
+    return f"Grade {row.answer.text} ({key} #{verdict.repeat + 1})"
+
+
+def test_a_big_runs_traces_written_by_a_second_process_read_back_the_same(tmp_path):
+    """The writer of big runs: rows and their judge prompts go through a pipe to a process of
+    its own, which writes and links the traces; the run gets their ids back."""
+    import os
+
+    from localeval.tracking.trace_writer import TraceWriter
+
+    uri, client, settings = _writer_settings(tmp_path)
+    writer = TraceWriter(uri, settings, _grade_prompt, separate_process=True)
+    assert writer.child_pid not in (None, os.getpid())
+    for row in _built_rows():
+        writer.put(row)
+    assert writer.close() is None
+    traces = client.search_traces(
+        experiment_ids=[settings.experiment_id], run_id=settings.run_id, max_results=10
+    )
+    assert sorted(t.info.trace_id for t in traces) == sorted(writer.trace_ids.values())
+    assert sorted(writer.trace_ids) == [0, 1, 2, 3]
+    by_row = {t.info.trace_metadata["localeval.row"]: t for t in traces}
+    assert [len(by_row[r].data.spans) for r in "1234"] == [3, 2, 3, 6]
+    (judge_span,) = [s for s in by_row["1"].data.spans if s.name.startswith("judge ")]
+    # The prompt rendered in the run's process reached the span the child wrote.
+    assert judge_span.inputs == {
+        "messages": [
+            {"role": "user", "content": "Grade Une plateforme « ML ». (answer_similarity/v1 #1)"}
+        ]
+    }
+    assert [a.value for a in by_row["1"].info.assessments if a.name == "answer_similarity"] == [4]
+
+
+def test_the_trace_process_killed_is_named_and_claims_no_trace(tmp_path):
+    """Its death is a note of the run (the results stand without traces), naming the process."""
+    import os
+    import signal
+
+    from localeval.tracking.trace_writer import TraceWriter
+
+    uri, _, settings = _writer_settings(tmp_path)
+    writer = TraceWriter(uri, settings, _grade_prompt, separate_process=True)
+    os.kill(writer.child_pid, signal.SIGKILL)
+    for row in _built_rows():
+        writer.put(row)
+    error = writer.close()
+    assert error is not None
+    assert f"the trace writer process we started (pid {writer.child_pid})" in error
+    assert "exit code -9" in error and writer.trace_ids == {}

@@ -2,9 +2,10 @@
 them: the row's request and the answer, a span for the candidate call and one per judge call,
 each verdict as feedback on the trace and the ground truth as an expectation.
 
-Traces are written from the typed rows after their calls, by a background thread, in batches,
-with the tracing client MLflow's exporter uses (`mlflow_internals`): a `start_trace` per trace
-(its assessments with it), one `log_spans` per batch, then one public `link_traces_to_run`.
+Traces are built from the typed rows after their calls and written in batches, in the
+background (`trace_writer`), with the tracing client MLflow's exporter uses (`mlflow_internals`):
+a `start_trace` per trace (its assessments with it), one `log_spans` per batch, then one public
+`link_traces_to_run`.
 MLflow's public span API writes each span, trace and assessment in a call of its own, with the
 clock of the moment: 200 rows took 6.6 s that way.
 """
@@ -14,13 +15,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import queue
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.entities import (
     AssessmentError,
     AssessmentSource,
@@ -38,7 +36,6 @@ from ..types import Call, RowResult, Score, Verdict
 from .mlflow_internals import (
     SpanAttributeKey,
     TraceMetadataKey,
-    TraceStore,
     TraceTagKey,
     aggregate_usage_from_spans,
 )
@@ -48,10 +45,6 @@ SESSION = "mlflow.trace.session"
 EXPECTATION = "expected_response"  # the name mlflow.genai.evaluate gives a row's ground truth
 _SOURCE_RUN_ID = "mlflow.assessment.sourceRunId"  # AssessmentMetadataKey.SOURCE_RUN_ID
 _PREVIEW = 1000  # characters of request/response kept in the trace list's preview columns
-# Rows per write (MLflow links at most 100 traces to a run per call). A write waits for this many
-# rows (or the last one): 25 a write cost 1.2 ms a row, 100 0.8 ms (a commit, an experiment
-# lookup and a link call each), interpreter time the run's calls need meanwhile.
-_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -67,8 +60,23 @@ class TraceSettings:
     upstreams: dict[str, str]  # judge endpoint -> the model the gateway reports behind it
     prompt_layout: str
     dataset_digest: str
-    judge_prompts: Callable[[RowResult, str, Verdict], str]  # (row, judge key, verdict) -> prompt
     judge_versions: dict[str, str] = field(default_factory=dict)  # judge key -> prompt version
+
+
+# (row, judge key, verdict) -> the prompt the judge was sent; rendered where the row is handed
+# in (the graders that render it stay in the run's process).
+JudgePrompt = Callable[[RowResult, str, Verdict], str]
+Prompts = dict[tuple[str, int], str]  # (judge key, verdict's place in its judgement) -> prompt
+
+
+def prompts_of(row: RowResult, judge_prompt: JudgePrompt) -> Prompts:
+    """The prompts of a row's verdicts that made a call (what `build` puts in their spans)."""
+    return {
+        (key, i): judge_prompt(row, key, verdict)
+        for key, judgement in row.judgements.items()
+        for i, verdict in enumerate(judgement.verdicts)
+        if verdict.call is not None
+    }
 
 
 def _id(n: int) -> str:
@@ -153,8 +161,11 @@ def _feedback(
     )
 
 
-def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span]]:
-    """One row's trace: its info (with the assessments) and its spans."""
+def build(
+    row: RowResult, settings: TraceSettings, prompts: Prompts
+) -> tuple[TraceInfo, list[Span]]:
+    """One row's trace: its info (with the assessments) and its spans (`prompts`: the judge
+    prompts of its verdicts, from `prompts_of`)."""
     # MLflow's trace id is "tr-" + the spans' OpenTelemetry trace id in hex: a tracking server
     # rebuilds it from the spans and ignores the one sent (other ids: spans in orphan traces).
     otel_id, root = os.urandom(16), _id(8)
@@ -187,12 +198,12 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         # slash. The metric's full name is in the feedback's metadata.
         judge_name = key.partition("/")[0]
         several = len(judgement.verdicts) > 1
-        for verdict in judgement.verdicts:
+        for i, verdict in enumerate(judgement.verdicts):
             if verdict.call is None:  # no call was made (the candidate produced no answer)
                 continue
             span_id = _id(8)
             upstream = settings.upstreams.get(verdict.endpoint, "?")
-            prompt = settings.judge_prompts(row, key, verdict)
+            prompt = prompts.get((key, i))
             spans.append(
                 _span(
                     otel_trace, span_id, root, f"judge {key} @{verdict.endpoint}"
@@ -265,58 +276,3 @@ def build(row: RowResult, settings: TraceSettings) -> tuple[TraceInfo, list[Span
         assessments=assessments,
     )
     return info, entities
-
-
-class TraceWriter:
-    """Writes rows' traces on a background thread as they are handed in; `close` waits for all.
-
-    A write that fails (a store that refuses traces) is remembered, not raised mid-run: the
-    run's results stand without traces, and `close` returns the reason for a note.
-    """
-
-    def __init__(self, tracking_uri: str, settings: TraceSettings, enabled: bool = True) -> None:
-        self.client = MlflowClient(tracking_uri)
-        self.traces = TraceStore(tracking_uri)
-        self.settings = settings
-        self.enabled = enabled
-        self.trace_ids: dict[int, str] = {}  # row index -> its trace's id
-        self.error: str | None = None
-        self._queue: queue.Queue[RowResult | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name="traces", daemon=True)
-        if enabled:
-            self._thread.start()
-
-    def put(self, row: RowResult) -> None:
-        if self.enabled:
-            self._queue.put(row)
-
-    def _work(self) -> None:
-        batch: list[RowResult] = []
-        while True:
-            row = self._queue.get()
-            if row is not None:
-                batch.append(row)
-            if batch and (row is None or len(batch) >= _BATCH):
-                self._write(batch)
-                batch = []
-            if row is None:
-                return
-
-    def _write(self, rows: Sequence[RowResult]) -> None:
-        if self.error is not None:
-            return
-        try:
-            built = [build(row, self.settings) for row in rows]
-            self.traces.write(self.settings.experiment_id, built)
-            ids = [info.trace_id for info, _ in built]
-            self.client.link_traces_to_run(ids, self.settings.run_id)
-            self.trace_ids |= {row.index: id_ for row, id_ in zip(rows, ids)}
-        except Exception as exc:  # the evaluation stands without its traces
-            self.error = f"{type(exc).__name__}: {exc}"
-
-    def close(self) -> str | None:
-        """Wait for every trace handed in; the reason traces are missing, if any."""
-        if self.enabled:
-            self._queue.put(None)
-            self._thread.join()
-        return self.error
