@@ -28,6 +28,41 @@ def scripted(candidate: str = "A fake answer.", verdict: str = VERDICT) -> Any:
     return reply
 
 
+# The longest tests and modules (seconds, measured on 2 busy cores), run first in this order.
+# Only a scheduling hint: a test missing here runs with the other `slow` tests.
+LONGEST = (
+    "test_stack.py::test_embedded_stack_runs_all_five_judges_as_json_with_repeats",  # 36-60
+    "test_conversations.py::test_two_bundled_conversations_end_to_end_on_the_embedded_stack",  # 26
+    "test_stack.py::test_embedded_stack_end_to_end_then_rerun_from_the_cache",  # 30
+    "test_postgres.py::",  # 50: PostgreSQL and an `mlflow server` on it
+    "test_browser.py::",  # 40
+    "test_server_gateway.py::",  # 35
+    "test_gateway.py::test_a_route_over_two_single_slot_servers_halves_the_judge_phase",  # 20
+    "test_server_death.py::test_the_embedded_server_crashing_mid_run",  # 17
+    "test_hostile.py::test_four_runs_started_together_on_a_new_sqlite_store_all_succeed",  # 15
+    "test_hostile.py::test_no_folder_or_server_is_left_after_sigkill",  # 13
+    "test_cache.py::test_killed_run_resumes_asking_only_for_rows_not_stored",  # 9 each
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    name = item.nodeid.rpartition("tests/")[2]
+    for rank, prefix in enumerate(LONGEST):
+        if name.startswith(prefix):
+            return rank
+    return len(LONGEST) + (item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, then the other `slow` ones, then the rest (each group in
+    collection order). A pytest-xdist worker works through its share front to back and takes
+    tests from the back of another's when it runs out (`--dist worksteal` in addopts), so the
+    run no longer ends with one worker alone on a long test: in collection order, with `load`,
+    test_stack.py's embedded-stack minute came last."""
+    items.sort(key=_rank)
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
     """A fake that serves `fake-model` and also plays the gateway with a `chat` endpoint."""
