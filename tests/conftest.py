@@ -35,6 +35,7 @@ LONGEST = (
     "test_conversations.py::test_two_bundled_conversations_end_to_end_on_the_embedded_stack",  # 26
     "test_stack.py::test_embedded_stack_end_to_end_then_rerun_from_the_cache",  # 30
     "test_postgres.py::",  # 50: PostgreSQL and an `mlflow server` on it
+    # Next to each other: one worker's `mlflow server` on its store serves both (`mlflow_ui`).
     "test_browser.py::",  # 40
     "test_server_gateway.py::",  # 35
     "test_gateway.py::test_a_route_over_two_single_slot_servers_halves_the_judge_phase",  # 20
@@ -94,6 +95,19 @@ def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     # One SQLite store per session: creating one runs MLflow's migrations (seconds).
     return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def mlflow_ui(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on `tracking_uri` with its AI Gateway allowed to reach loopback
+    (GATEWAY_ENV), stopped with its whole group: one per worker for the MLflow UI in Chromium
+    and test_server_gateway.py (a start costs 10 to 40 s here). Yields its URL."""
+    from mlflow_servers import GATEWAY_ENV, mlflow_server
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    artifacts = ("--artifacts-destination", str(folder / "artifacts"))  # not ./mlartifacts
+    with mlflow_server(tracking_uri, folder / "server.log", *artifacts, env=GATEWAY_ENV) as url:
+        yield url
 
 
 @pytest.fixture
