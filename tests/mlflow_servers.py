@@ -57,6 +57,10 @@ def mlflow_server(
     database is migrated first)."""
     from localeval.serving.servers import telemetry_off
 
+    # MLflow's server-side jobs (scheduled scorers, prompt optimization) are used by no test;
+    # with them on, each server started 8 huey consumer processes (an MLflow import each) that
+    # then polled at ~4% of a core apiece for as long as the server ran.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     port = free_port()
     argv = [str(Path(sys.executable).with_name("mlflow")), "server",
             "--backend-store-uri", backend_store_uri, *options,
@@ -67,7 +71,7 @@ def mlflow_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=telemetry_off({**os.environ, **(env or {})}),
+            env=telemetry_off({**os.environ, **env}),
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
