@@ -291,13 +291,16 @@ def test_a_run_judged_through_the_servers_gateway_on_postgres(
         assert verdict.value == 4 and verdict.rationale == "ok", trace.info.trace_id
 
 
-def test_tracking_uri_postgresql_directly(postgres, fake, data, tmp_path):
+def test_tracking_uri_postgresql_directly(postgres, fake, data, tmp_path, capsys):
     from mlflow import MlflowClient
 
     uri = postgres.create_database("direct")  # new: the evaluation itself creates MLflow's tables
-    folder = tmp_path / "evaluation"
-    (code,) = _wait_all([_start_evaluation(folder, fake, uri, data)], timeout=300)
-    assert code == 0, _logs([folder])
+    # In-process (a subprocess re-imports MLflow for seconds; the three above are processes).
+    args = ["--stack", "external", "--model", "fake-model", "--base-url", fake.url,
+            "--gateway-url", fake.root, "--tracking-uri", uri, "--experiment", "team",
+            "--cache-dir", str(tmp_path / "cache"), "--quiet", "--data", str(data)]  # fmt: skip
+    code, out, err = evaluate(args, capsys)
+    assert code == 0, out + err
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("team").experiment_id])
     assert run.info.status == "FINISHED"
