@@ -3,6 +3,7 @@ workers would keep the port otherwise), stopped with the whole group."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+# What the server's AI Gateway needs for an upstream on loopback over plain http (mlflow/gateway/
+# ssrf.py), and a passphrase to encrypt the secrets it stores.
+GATEWAY_ENV = {
+    "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_GATEWAY_API_BASE_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_CRYPTO_KEK_PASSPHRASE": "a passphrase for the tests only",
+}
 
 
 def free_port() -> int:
@@ -48,6 +57,10 @@ def mlflow_server(
     database is migrated first)."""
     from localeval.serving.servers import telemetry_off
 
+    # MLflow's server-side jobs (scheduled scorers, prompt optimization) are used by no test;
+    # with them on, each server started 8 huey consumer processes (an MLflow import each) that
+    # then polled at ~4% of a core apiece for as long as the server ran.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     port = free_port()
     argv = [str(Path(sys.executable).with_name("mlflow")), "server",
             "--backend-store-uri", backend_store_uri, *options,
@@ -58,7 +71,7 @@ def mlflow_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=telemetry_off({**os.environ, **(env or {})}),
+            env=telemetry_off({**os.environ, **env}),
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -77,3 +90,31 @@ def mlflow_server(
         yield url
     finally:
         stop_group(process)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def create_endpoint(server: str, name: str, api_base: str, model: str) -> None:
+    """A secret (the upstream's URL in its auth_config), a model definition and an endpoint, as
+    the server's UI creates them (`/api/3.0/mlflow/gateway/...`), on a server started with
+    GATEWAY_ENV."""
+    api = f"{server}/api/3.0/mlflow/gateway"
+    secret = _post(f"{api}/secrets/create", {
+        "secret_name": f"{name}-key", "secret_value": {"api_key": "local"},
+        "provider": "openai", "auth_config": {"api_base": api_base},
+    })["secret"]  # fmt: skip
+    definition = _post(f"{api}/model-definitions/create", {
+        "name": f"{name}-model", "secret_id": secret["secret_id"], "provider": "openai",
+        "model_name": model,
+    })["model_definition"]  # fmt: skip
+    _post(f"{api}/endpoints/create", {
+        "name": name, "usage_tracking": False,
+        "model_configs": [{"model_definition_id": definition["model_definition_id"],
+                           "linkage_type": "PRIMARY", "weight": 1.0}],
+    })  # fmt: skip

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from conftest import evaluate
 from fake_openai import FakeOpenAI, Fault
-from mlflow_servers import mlflow_server as run_mlflow_server
 
 PAYLOAD = (
     "<script>window.__pwned = 1; document.title = 'pwned'</script>"
@@ -166,19 +165,13 @@ def test_report_table_charts_and_escaping_in_chromium(
     assert _column(browser, "model") == ["fake-model-b", "fake-model-b"]
 
 
-@pytest.fixture
-def mlflow_server(tracking_uri: str, tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` on the test's tracking store, on loopback, stopped with its whole group."""
-    with run_mlflow_server(tracking_uri, tmp_path / "mlflow-server.log") as url:
-        yield url
-
-
 @pytest.mark.slow
 def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
-    browser, fake, run_args, tracking_uri, mlflow_server, capsys, request
+    browser, fake, run_args, tracking_uri, mlflow_ui, capsys, request
 ):
-    """MLflow's UI on one run (one `mlflow server` start): the run page with its judge metric,
-    then the GenAI UI's Evaluation runs → the run → a row → its judge's feedback."""
+    """MLflow's UI on one run (the worker's `mlflow server` on `tracking_uri`): the run page
+    with its judge metric, then the GenAI UI's Evaluation runs → the run → a row → its judge's
+    feedback."""
     import mlflow
     from selenium.webdriver.common.by import By
 
@@ -192,7 +185,7 @@ def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(request.node.name)
     (run,) = client.search_runs([experiment.experiment_id])
-    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
+    browser.get(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
 
     def page_text(driver: Any) -> str:
         return driver.find_element(By.TAG_NAME, "body").text
@@ -203,7 +196,7 @@ def test_mlflow_ui_shows_the_run_its_judge_metric_and_a_rows_assessment(
     assert run.info.run_name.startswith("fake-model ") and run.info.run_name in text
     assert request.node.name in text  # the experiment, in the breadcrumb
 
-    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/evaluation-runs")
+    browser.get(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/evaluation-runs")
 
     def visible(xpath: str) -> Any:
         return _wait(

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -308,13 +305,14 @@ def test_fail_under_takes_a_conversation_figure(
 
 
 @pytest.mark.slow
-def test_two_bundled_conversations_end_to_end_on_the_embedded_stack(tmp_path: Path) -> None:
+def test_two_bundled_conversations_end_to_end_on_the_embedded_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Two conversations of data/conversations.jsonl (one English with a reference on 2 of its 3
     turns, one Japanese without any) on the real llama.cpp server and gateway: every turn
     answered with its dialogue, per-turn figures logged, one session per conversation. Two, not
     all six: the 270M stand-in answers and judges under a grammar at ~3 tokens/s here, and the
     whole sample took 65 s (the closing note of issue 25 has its figures)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     lines = (ROOT / "data" / "conversations.jsonl").read_text(encoding="utf-8").splitlines()
     picked = [line for line in lines if json.loads(line)["id"] in ("sqlite-file", "ja-tea")]
     data = tmp_path / "two.jsonl"
@@ -322,13 +320,11 @@ def test_two_bundled_conversations_end_to_end_on_the_embedded_stack(tmp_path: Pa
     # Short answers and verdicts: the point is the path (turns, sessions), not the stand-in.
     args = ["--stack", "embedded", "--data", str(data), "--max-tokens", "16",
             "--judge-max-tokens", "40", "--quiet"]  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "mlflow_evaluate.py"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    # In-process, in tmp_path (conftest): ./mlflow.db is there.
+    code, out, err = evaluate(args, capsys)
     # The 270M stand-in's verdicts may fail to parse (unscored, exit 0) but no turn may fail.
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "answer_similarity/v1 turns 1, 2" in result.stdout
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "answer_similarity/v1 turns 1, 2" in out
     client = mlflow.MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
     experiment = client.get_experiment_by_name("local-llm-judge")
     (run,) = client.search_runs([experiment.experiment_id])

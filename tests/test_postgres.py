@@ -1,5 +1,5 @@
-"""PostgreSQL as the tracking store: through `mlflow server` by three evaluations at once, and
-as `--tracking-uri postgresql://...` directly.
+"""PostgreSQL as the tracking store: through `mlflow server` by three evaluations at once, the
+judge through that server's AI Gateway, and as `--tracking-uri postgresql://...` directly.
 
 Needs Debian's `postgresql` package (initdb, pg_ctl); skipped with the reason when missing. As
 root (here and in CI) PostgreSQL's programs run as the `postgres` user the package creates:
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, scripted
+from conftest import ROOT, evaluate, scripted
 from fake_openai import FakeOpenAI
-from mlflow_servers import free_port, stop_group
+from mlflow_servers import GATEWAY_ENV, create_endpoint, free_port, stop_group
 from mlflow_servers import mlflow_server as mlflow_server_on
 
 pytestmark = pytest.mark.slow
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 ROWS = 10
 VERDICT = "score: 4\njustification: ok"
 METRIC = "answer_similarity/v1/mean"
+JUDGE_MODEL = "judge-model"  # what the server's gateway endpoint asks its upstream for
 
 
 def _pg_bin() -> Path | None:
@@ -133,18 +134,22 @@ def _stop_postgres(as_user: list[str], bin_dir: Path, data: Path) -> None:
         os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
 
 
-@pytest.fixture
-def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`mlflow server` on a new PostgreSQL database with proxied artifacts, on loopback.
+@pytest.fixture(scope="module")
+def mlflow_server(
+    postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """`mlflow server` on a new PostgreSQL database with proxied artifacts and its AI Gateway
+    (GATEWAY_ENV), on loopback; one for the module (a start costs ~20 s, migrations included).
 
     Yields the server's URL and its artifacts folder.
     """
     backend = postgres.create_database("server")
-    artifacts = tmp_path / "artifacts"
-    log = tmp_path / "mlflow-server.log"
+    folder = tmp_path_factory.mktemp("pg-mlflow-server")
+    artifacts = folder / "artifacts"
+    log = folder / "mlflow-server.log"
     # A new database: the server runs MLflow's migrations before it answers.
     with mlflow_server_on(backend, log, "--artifacts-destination", str(artifacts),
-                          "--serve-artifacts", ready_s=120) as url:  # fmt: skip
+                          "--serve-artifacts", ready_s=120, env=GATEWAY_ENV) as url:  # fmt: skip
         yield url, artifacts
 
 
@@ -245,13 +250,57 @@ def test_three_evaluations_at_once_into_an_mlflow_server_on_postgres(
     assert len(fake.calls_for("fake-model")) == len(fake.calls_for("chat")) == 3 * ROWS
 
 
-def test_tracking_uri_postgresql_directly(postgres, fake, data, tmp_path):
+def test_a_run_judged_through_the_servers_gateway_on_postgres(
+    mlflow_server, data, tmp_path, capsys, request
+):
+    """Issue 23: the AI Gateway of an `mlflow server` on PostgreSQL (test_server_gateway.py has
+    it on SQLite): an endpoint created through the server's REST API, a run judged through
+    `gateway:/chat` logs the judge's metric, and each row's verdict as an assessment."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    server_url, _ = mlflow_server
+
+    def reply(body: dict) -> str:
+        return VERDICT if body["model"] == JUDGE_MODEL else "A fake answer."
+
+    with FakeOpenAI(models=("fake-model",), reply=reply) as fake:
+        create_endpoint(server_url, "chat", fake.url, JUDGE_MODEL)
+        args = ["--stack", "external", "--model", "fake-model", "--base-url", fake.url,
+                "--tracking-uri", server_url, "--experiment", request.node.name,
+                "--judge-endpoint", "gateway:/chat", "--data", str(data),
+                "--cache-dir", str(tmp_path / "cache"), "--max-retries", "0",
+                "--quiet"]  # fmt: skip
+        code, out, err = evaluate(args, capsys)
+        assert code == 0, out + err
+        # Every row's verdict came from the fake through the server's gateway, as `judge-model`.
+        assert len(fake.calls_for(JUDGE_MODEL)) == ROWS, "the server's gateway did not judge"
+    client = MlflowClient(server_url)
+    experiment = client.get_experiment_by_name(request.node.name)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics[METRIC] == 4.0
+    assert run.data.params["judge/answer_similarity"] == f"chat (openai:{JUDGE_MODEL})"
+    mlflow.set_tracking_uri(server_url)
+    traces = mlflow.search_traces(
+        locations=[experiment.experiment_id], run_id=run.info.run_id, return_type="list"
+    )
+    assert len(traces) == ROWS
+    for trace in traces:
+        (verdict,) = [a for a in trace.info.assessments if a.name == "answer_similarity"]
+        assert verdict.value == 4 and verdict.rationale == "ok", trace.info.trace_id
+
+
+def test_tracking_uri_postgresql_directly(postgres, fake, data, tmp_path, capsys):
     from mlflow import MlflowClient
 
     uri = postgres.create_database("direct")  # new: the evaluation itself creates MLflow's tables
-    folder = tmp_path / "evaluation"
-    (code,) = _wait_all([_start_evaluation(folder, fake, uri, data)], timeout=300)
-    assert code == 0, _logs([folder])
+    # In-process (a subprocess re-imports MLflow for seconds; the three above are processes).
+    args = ["--stack", "external", "--model", "fake-model", "--base-url", fake.url,
+            "--gateway-url", fake.root, "--tracking-uri", uri, "--experiment", "team",
+            "--cache-dir", str(tmp_path / "cache"), "--quiet", "--data", str(data)]  # fmt: skip
+    code, out, err = evaluate(args, capsys)
+    assert code == 0, out + err
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("team").experiment_id])
     assert run.info.status == "FINISHED"

@@ -4,54 +4,17 @@ behind them as the judge's model."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import VERDICT, evaluate
 from fake_openai import FakeOpenAI
-from mlflow_servers import free_port, mlflow_server
+from mlflow_servers import create_endpoint, free_port
 
 pytestmark = pytest.mark.slow
 
-# What the server's gateway needs for an upstream on loopback over plain http (mlflow/gateway/
-# ssrf.py), and a passphrase to encrypt the secrets it stores.
-GATEWAY_ENV = {
-    "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS": "true",
-    "MLFLOW_GATEWAY_API_BASE_ALLOWED_SCHEMES": "http,https",
-    "MLFLOW_CRYPTO_KEK_PASSPHRASE": "a passphrase for the tests only",
-}
 JUDGE_MODEL = "judge-model"  # the model name the server's endpoint asks its upstream for
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def create_endpoint(server: str, name: str, api_base: str, model: str) -> None:
-    """A secret (the upstream's URL in its auth_config), a model definition and an endpoint, as
-    the server's UI creates them (`/api/3.0/mlflow/gateway/...`)."""
-    api = f"{server}/api/3.0/mlflow/gateway"
-    secret = _post(f"{api}/secrets/create", {
-        "secret_name": f"{name}-key", "secret_value": {"api_key": "local"},
-        "provider": "openai", "auth_config": {"api_base": api_base},
-    })["secret"]  # fmt: skip
-    definition = _post(f"{api}/model-definitions/create", {
-        "name": f"{name}-model", "secret_id": secret["secret_id"], "provider": "openai",
-        "model_name": model,
-    })["model_definition"]  # fmt: skip
-    _post(f"{api}/endpoints/create", {
-        "name": name, "usage_tracking": False,
-        "model_configs": [{"model_definition_id": definition["model_definition_id"],
-                           "linkage_type": "PRIMARY", "weight": 1.0}],
-    })  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +30,12 @@ def judge_server() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, judge_server: FakeOpenAI) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("server-gateway")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    artifacts = ("--artifacts-destination", str(folder / "artifacts"))  # not ./mlartifacts
-    with mlflow_server(uri, folder / "server.log", *artifacts, env=GATEWAY_ENV) as url:
-        create_endpoint(url, "chat", judge_server.url, JUDGE_MODEL)
-        create_endpoint(url, "down", f"http://127.0.0.1:{free_port()}/v1", JUDGE_MODEL)
-        yield url
+def server(mlflow_ui: str, judge_server: FakeOpenAI) -> str:
+    """The worker's `mlflow server` (on its SQLite store, see conftest.py), with two endpoints:
+    `chat` on the fake judge, `down` on a port where nothing answers."""
+    create_endpoint(mlflow_ui, "chat", judge_server.url, JUDGE_MODEL)
+    create_endpoint(mlflow_ui, "down", f"http://127.0.0.1:{free_port()}/v1", JUDGE_MODEL)
+    return mlflow_ui
 
 
 def _args(judge_server: FakeOpenAI, server: str, tmp_path: Path, experiment: str) -> list[str]:
