@@ -171,11 +171,11 @@ def test_embedded_stack_runs_all_five_judges_as_json_with_repeats(tmp_path, caps
     seconds). In-process: the entry script as a subprocess is the cold-start test's point."""
     data = str(ROOT / "data" / "rag_qa.jsonl")
     judges = "answer_similarity,answer_correctness,answer_relevance,relevance,faithfulness"
-    # One row of the three (--shard), 24-token verdicts: ten verdicts on the 270M model in
+    # One row of the three (--shard), 16-token verdicts: ten verdicts on the 270M model in
     # seconds.
     args = ["--stack", "embedded", "--data", data, "--shard", "1/3", "--judge", judges,
             "--judge-format", "json", "--judge-repeats", "2", "--judge-temperature", "0.7",
-            "--judge-max-tokens", "24", "--max-tokens", "48", "--quiet"]  # fmt: skip
+            "--judge-max-tokens", "16", "--max-tokens", "24", "--quiet"]  # fmt: skip
     code, out, err = evaluate(args, capsys)  # in tmp_path (conftest): ./mlflow.db is there
     assert code == 0, out[-3000:] + err[-3000:]
     import mlflow
@@ -184,9 +184,9 @@ def test_embedded_stack_runs_all_five_judges_as_json_with_repeats(tmp_path, caps
     (run,) = client.search_runs([client.get_experiment_by_name("local-llm-judge").experiment_id])
     for judge in judges.split(","):
         assert f"{judge}/v1/unscored_ratio" in run.data.metrics, judge
-        # 24 tokens cut a JSON verdict inside its justification: its score, first, is still read.
+        # 16 tokens cut a JSON verdict inside its justification: its score, first, is still read.
         assert run.data.metrics[f"{judge}/v1/cut_off_ratio"] > 0, judge
-        assert run.data.metrics[f"{judge}/v1/verdict_tokens_max"] <= 24, judge
+        assert run.data.metrics[f"{judge}/v1/verdict_tokens_max"] <= 16, judge
         path = client.download_artifacts(
             run.info.run_id, f"judge_verdicts/{judge}.json", str(tmp_path)
         )
