@@ -434,3 +434,19 @@ def test_the_trace_process_killed_is_named_and_claims_no_trace(tmp_path):
     assert error is not None
     assert f"the trace writer process we started (pid {writer.child_pid})" in error
     assert "exit code -9" in error and writer.trace_ids == {}
+
+
+def test_a_row_the_pipe_cannot_carry_is_a_note_not_a_crash(tmp_path):
+    """A row that does not pickle (here an object in its metadata) stops the traces, not the
+    run: the reason is returned for the run's note, and the writer process is let go."""
+    from dataclasses import replace
+
+    from localeval.tracking.trace_writer import TraceWriter
+
+    uri, _, settings = _writer_settings(tmp_path)
+    writer = TraceWriter(uri, settings, _grade_prompt, separate_process=True)
+    row = _built_rows()[0]
+    writer.put(replace(row, sample=replace(row.sample, metadata={"handle": lambda: None})))
+    error = writer.close()
+    assert error is not None and error.startswith("rows not sent to the trace writer process")
+    assert writer.trace_ids == {}

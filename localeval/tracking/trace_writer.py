@@ -97,6 +97,8 @@ class _Child:
             self._conn.send((list(rows), list(prompts)))
         except OSError:
             self.error = self._ended()
+        except Exception as exc:  # a row that does not pickle: the run stands without traces
+            self.error = f"rows not sent to the trace writer process: {type(exc).__name__}: {exc}"
 
     def finish(self) -> None:
         if self.error is None:
@@ -113,9 +115,10 @@ class TraceWriter:
     """Writes rows' traces in the background as they are handed in; `close` waits for all.
 
     On a thread by default; with `separate_process`, in a second process: writing a trace costs
-    about 4 ms of interpreter time (MLflow's store: ORM objects, SQL, a commit per trace), which
-    a thread takes from the calls it shares the interpreter lock with. A second process costs
-    about 2 s to start (importing MLflow), paid on the other core. A write that fails (a store
+    about 6.5 ms of interpreter time on MLflow 3.18 (its store reads the experiment again, builds
+    ORM objects, flushes and commits, per trace; bench/README.md), which a thread takes from the
+    calls it shares the interpreter lock with. A second process costs about 2 s to start
+    (importing MLflow), paid on the other core. A write that fails (a store
     that refuses traces) is remembered, not raised mid-run: the run's results stand without
     traces, and `close` returns the reason for a note.
     """
