@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from localeval import stats
-from localeval.judging.pairs import OrderVerdict, PairRow, figures, headline
+from localeval.judging.pairs import (
+    PAIR_METRICS,
+    HeadToHead,
+    OrderVerdict,
+    PairRow,
+    figures,
+    headline,
+    pair_metrics,
+)
 from localeval.judging.pairwise import (
     parse_json,
     parse_text,
@@ -84,6 +93,16 @@ def test_a_judge_that_prefers_the_better_answer_wherever_it_is():
     assert f.win_rate == pytest.approx(0.8) and f.consistency == 1.0
     assert f.first_position_rate == pytest.approx(0.5)
     assert f.ci_low < 0.8 < f.ci_high
+
+
+def test_the_names_the_gate_knows_are_the_names_a_pair_logs():
+    """--fail-under checks `pairwise/...` names against PAIR_METRICS before any call; they are
+    the figures `pair_metrics` logs (with a person's preferences: every one of them)."""
+    rows = [replace(_row("B", "A", 10, 12 + i), human="b") for i in range(6)]
+    rows += [replace(_row("A", "B", 12, 10), human="tie")]
+    h = HeadToHead(a="v1", b="v2", rows=rows, figures=figures("v1", "v2", rows))
+    logged = [name.removeprefix(f"{h.prefix}/") for name in pair_metrics(h)]
+    assert sorted(logged) == sorted(PAIR_METRICS)
 
 
 def test_a_judge_that_always_picks_the_first_answer():

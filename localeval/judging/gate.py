@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..stats import AGGREGATIONS
 from ..types import Dataset, ModelResult, Threshold
-from .pairs import HeadToHead, pair_metrics
+from .pairs import PAIR_METRICS, HeadToHead, pair_metrics
 
 if TYPE_CHECKING:
     from .judges import JudgeDef
@@ -47,15 +47,6 @@ CANDIDATE = (
       for a in ("mean", "p90", "total")),
 )  # fmt: skip
 OTHER_METRICS = ("exact_match/v1", "failed_rows", *CANDIDATE, *READABILITY)
-# What --pairwise logs per pair of versions (`pairwise/<A>_vs_<B>/<these>`); the human agreement
-# figures only where the data holds a person's preference.
-PAIR_METRICS = (
-    "win_rate", "win_rate_ci_low", "win_rate_ci_high", "wins", "ties", "losses", "consistency",
-    "consistency_ci_low", "consistency_ci_high", "inconsistent", "first_position_rate",
-    "unscored", "lc_win_rate", "length_coef", "human_agreement", "human_agreement_ci_low",
-    "human_agreement_ci_high", "human_agreement_without_ties",
-    "human_agreement_without_ties_ci_low", "human_agreement_without_ties_ci_high", "human_rows",
-)  # fmt: skip
 
 
 def judge_metrics(judge: JudgeDef, repeats: int, labelled: bool) -> list[str]:

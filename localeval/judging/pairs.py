@@ -253,6 +253,17 @@ def metric_name(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\- ]", "_", model_id)
 
 
+# What `pair_metrics` logs per pair of versions (`pairwise/<A>_vs_<B>/<these>`); the human agreement
+# figures only where the data holds a person's preference.
+PAIR_METRICS = (
+    "win_rate", "win_rate_ci_low", "win_rate_ci_high", "wins", "ties", "losses", "consistency",
+    "consistency_ci_low", "consistency_ci_high", "inconsistent", "first_position_rate",
+    "unscored", "lc_win_rate", "length_coef", "human_agreement", "human_agreement_ci_low",
+    "human_agreement_ci_high", "human_agreement_without_ties",
+    "human_agreement_without_ties_ci_low", "human_agreement_without_ties_ci_high", "human_rows",
+)  # fmt: skip
+
+
 def pair_metrics(h: HeadToHead) -> dict[str, float]:
     """`pairwise/<A>_vs_<B>/...`: the figures for B against A, as MLflow metrics."""
     f = h.figures

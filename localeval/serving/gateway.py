@@ -140,17 +140,23 @@ def _add_route(served: Served, route: dict[str, Any]) -> None:
     served.kinds[route["name"]] = str(route.get("task_type", ""))
 
 
+def _get_object(url: str, timeout: float) -> dict[str, Any] | None:
+    """The JSON object at `url`; None when nothing answers there or the reply is not one."""
+    try:
+        data = get_json(url, timeout)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> Served | None:
     """What the gateway at `gateway_url` serves, or None if no gateway answers there. Of the
     routes, only those among `names` are looked up (the gateway does not list them)."""
     base = gateway_url.rstrip("/")
     if is_server_gateway(base):
         return _query_server(base.removesuffix(SERVER_GATEWAY_PATH), timeout)
-    try:
-        data = get_json(base + ENDPOINTS_API, timeout)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
+    data = _get_object(base + ENDPOINTS_API, timeout)
+    if data is None:
         return None
     served = Served()
     for e in data.get("endpoints") or []:
@@ -162,11 +168,9 @@ def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> 
             upstream = Upstream(str(model.get("provider", "?")), str(model.get("name", "?")))
             served.upstreams[e["name"]] = upstream
     for name in sorted(set(names) - set(served.kinds)):
-        try:  # 404: no such route (or a gateway older than MLflow 3's routes)
-            route = get_json(base + ROUTE_API + urllib.parse.quote(name, safe=""), timeout)
-        except (OSError, ValueError):
-            continue
-        if isinstance(route, dict) and route.get("name") == name:
+        # None on a 404: no such route (or a gateway older than MLflow 3's routes)
+        route = _get_object(base + ROUTE_API + urllib.parse.quote(name, safe=""), timeout)
+        if route is not None and route.get("name") == name:
             _add_route(served, route)
     return served
 
@@ -174,19 +178,13 @@ def query(gateway_url: str, names: Iterable[str] = (), timeout: float = 2.0) -> 
 def _query_server(server: str, timeout: float) -> Served | None:
     """What an `mlflow server`'s AI Gateway serves: its endpoints, each with its primary model
     and that model's URL (from the secret it uses); None if the server has no gateway API."""
-    try:
-        data = get_json(server + SERVER_ENDPOINTS_API, timeout)
-    except (OSError, ValueError):
+    data = _get_object(server + SERVER_ENDPOINTS_API, timeout)
+    if data is None:
         return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        secrets = get_json(server + SERVER_SECRETS_API, timeout)
-    except (OSError, ValueError):
-        secrets = {}
+    secrets = _get_object(server + SERVER_SECRETS_API, timeout) or {}
     bases = {
         s.get("secret_id"): (s.get("auth_config") or {}).get("api_base")
-        for s in (secrets.get("secrets") or [] if isinstance(secrets, dict) else [])
+        for s in secrets.get("secrets") or []
         if isinstance(s, dict)
     }
     served = Served()
