@@ -252,8 +252,8 @@ def _head_to_head(p: Prepared, outcome: Outcome, transport: Transport) -> None:
         )
         outcome.head_to_head.append(pair)
         for k, row in enumerate(pair.rows):
-            if row.outcome is not None:
-                comparisons[k].append((i, j, {"b": 1.0, "tie": 0.5, "a": 0.0}[row.outcome]))
+            if (points := row.b_points) is not None:
+                comparisons[k].append((i, j, points))
     if len(results) >= 3:
         names = [r.model.id for r in results]
         found = stats.bradley_terry(names, comparisons, seed=stats.SEED)

@@ -98,6 +98,11 @@ class PairRow:
         one, two = self.winners()
         return one if one == two else "tie"
 
+    @property
+    def b_points(self) -> float | None:
+        """B's points on the row: 1 a win, 1/2 a tie, 0 a loss; None without a verdict."""
+        return None if self.outcome is None else {"b": 1.0, "tie": 0.5, "a": 0.0}[self.outcome]
+
 
 @dataclass(frozen=True, kw_only=True)
 class HumanFigures:
@@ -168,7 +173,7 @@ def human_figures(rows: Sequence[PairRow]) -> HumanFigures | None:
 def figures(a: str, b: str, rows: Sequence[PairRow]) -> PairFigures:
     """The figures for B against A (NaN where no row has a verdict)."""
     read = [r for r in rows if r.outcome is not None]
-    values = [1.0 if r.outcome == "b" else 0.5 if r.outcome == "tie" else 0.0 for r in read]
+    values = [p for r in read if (p := r.b_points) is not None]
     low, high = stats.bootstrap_ci(values, stats.CONFIDENCE, stats.RESAMPLES, stats.SEED)
     picks = [v.pick for r in read for v in (r.a_first, r.b_first) if v.pick != "tie"]
     lc, coef = stats.length_controlled(values, [r.length_b - r.length_a for r in read])
